@@ -1,0 +1,444 @@
+/* io/h5io.c - HDF5 tensor files (serial API of the parallel HDF5 1.10 library). */
+#include "io/h5io.h"
+
+#include <hdf5.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/error.h"
+#include "io/fs.h"
+
+struct h5_file {
+    hid_t id;
+    bool writing;
+    bool overwrite;
+    char path[1024];     /* the final path */
+    char tmp_path[1100]; /* writing: where data goes until commit */
+};
+
+static void h5_quiet(void) {
+    static int done = 0;
+    if (!done) {
+        H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+        done = 1;
+    }
+}
+
+bool h5_is_hdf5(const char *path) {
+    h5_quiet();
+    if (!fs_is_file(path)) return false;
+    return H5Fis_hdf5(path) > 0;
+}
+
+const char *h5_path(const struct h5_file *f) { return f->path; }
+
+int h5_open_read(struct h5_file **out, const char *path) {
+    h5_quiet();
+    *out = NULL;
+    if (!fs_exists(path)) return err_set(ERR_IO, "%s: no such file", path);
+    if (!fs_is_file(path)) return err_set(ERR_IO, "%s: not a regular file", path);
+    if (H5Fis_hdf5(path) <= 0) return err_set(ERR_FORMAT, "%s: not an HDF5 file", path);
+    hid_t id = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    if (id < 0) return err_set(ERR_FORMAT, "%s: HDF5 cannot open it (damaged or truncated?)", path);
+    struct h5_file *f = calloc(1, sizeof *f);
+    if (!f) {
+        H5Fclose(id);
+        return err_set(ERR_NOMEM, "out of memory");
+    }
+    f->id = id;
+    snprintf(f->path, sizeof f->path, "%s", path);
+    *out = f;
+    return ERR_OK;
+}
+
+int h5_create(struct h5_file **out, const char *path, bool overwrite) {
+    h5_quiet();
+    *out = NULL;
+    if (!overwrite && fs_exists(path))
+        return err_set(ERR_EXISTS, "%s already exists; refusing to overwrite it (use --force)", path);
+    struct h5_file *f = calloc(1, sizeof *f);
+    if (!f) return err_set(ERR_NOMEM, "out of memory");
+    snprintf(f->path, sizeof f->path, "%s", path);
+    int rc = fs_temp_path(f->tmp_path, sizeof f->tmp_path, path);
+    if (rc < 0) {
+        free(f);
+        return rc;
+    }
+    f->id = H5Fcreate(f->tmp_path, H5F_ACC_EXCL, H5P_DEFAULT, H5P_DEFAULT);
+    if (f->id < 0) {
+        free(f);
+        return err_set(ERR_IO, "%s: cannot create (is the directory writable?)", path);
+    }
+    f->writing = true;
+    f->overwrite = overwrite;
+    *out = f;
+    return ERR_OK;
+}
+
+int h5_commit(struct h5_file **fp) {
+    struct h5_file *f = *fp;
+    CHECK(f && f->writing, "h5_commit on a file not opened with h5_create");
+    herr_t hr = H5Fclose(f->id);
+    f->id = -1;
+    int rc;
+    if (hr < 0) {
+        fs_remove_quiet(f->tmp_path);
+        rc = err_set(ERR_IO, "%s: HDF5 failed to finish the file (disk full?)", f->path);
+    } else {
+        rc = fs_commit(f->tmp_path, f->path, f->overwrite);
+    }
+    free(f);
+    *fp = NULL;
+    return rc;
+}
+
+void h5_close(struct h5_file **fp) {
+    struct h5_file *f = fp ? *fp : NULL;
+    if (!f) return;
+    if (f->id >= 0) H5Fclose(f->id);
+    if (f->writing) fs_remove_quiet(f->tmp_path);
+    free(f);
+    *fp = NULL;
+}
+
+bool h5_has(const struct h5_file *f, const char *name) {
+    if (H5Lexists(f->id, name, H5P_DEFAULT) <= 0) return false;
+    H5O_info_t info;
+    if (H5Oget_info_by_name(f->id, name, &info, H5P_DEFAULT) < 0) return false;
+    return info.type == H5O_TYPE_DATASET;
+}
+
+static int open_dataset(const struct h5_file *f, const char *name, hid_t *ds) {
+    if (!h5_has(f, name)) return err_set(ERR_MISSING, "%s: no dataset '%s'", f->path, name);
+    *ds = H5Dopen2(f->id, name, H5P_DEFAULT);
+    if (*ds < 0) return err_set(ERR_FORMAT, "%s: cannot open dataset '%s'", f->path, name);
+    return ERR_OK;
+}
+
+static int dataset_shape(const struct h5_file *f, const char *name, hid_t ds, int *ndim,
+                         int64_t shape[TENSOR_MAX_DIMS]) {
+    hid_t sp = H5Dget_space(ds);
+    if (sp < 0) return err_set(ERR_FORMAT, "%s: dataset '%s' has no dataspace", f->path, name);
+    int rank = H5Sget_simple_extent_ndims(sp);
+    if (rank < 0 || rank > TENSOR_MAX_DIMS) {
+        H5Sclose(sp);
+        return err_set(ERR_SHAPE, "%s: dataset '%s' has %d dimensions (at most %d supported)", f->path, name, rank,
+                       TENSOR_MAX_DIMS);
+    }
+    hsize_t dims[TENSOR_MAX_DIMS];
+    H5Sget_simple_extent_dims(sp, dims, NULL);
+    H5Sclose(sp);
+    *ndim = rank;
+    for (int i = 0; i < rank; i++) shape[i] = (int64_t)dims[i];
+    return ERR_OK;
+}
+
+int h5_dataset_shape(const struct h5_file *f, const char *name, int *ndim, int64_t shape[TENSOR_MAX_DIMS],
+                     bool *is_float) {
+    hid_t ds = -1;
+    TRY(open_dataset(f, name, &ds));
+    int rc = dataset_shape(f, name, ds, ndim, shape);
+    if (rc == ERR_OK && is_float) {
+        hid_t ty = H5Dget_type(ds);
+        *is_float = H5Tget_class(ty) == H5T_FLOAT;
+        H5Tclose(ty);
+    }
+    H5Dclose(ds);
+    return rc;
+}
+
+int h5_read_f32(const struct h5_file *f, const char *name, struct tensor *t) {
+    memset(t, 0, sizeof *t);
+    hid_t ds = -1;
+    TRY(open_dataset(f, name, &ds));
+    int ndim;
+    int64_t shape[TENSOR_MAX_DIMS];
+    int rc = dataset_shape(f, name, ds, &ndim, shape);
+    float *buf = NULL;
+    if (rc < 0) goto end;
+    hid_t ty = H5Dget_type(ds);
+    H5T_class_t cls = H5Tget_class(ty);
+    H5Tclose(ty);
+    if (cls != H5T_FLOAT) {
+        rc = err_set(ERR_FORMAT, "%s: dataset '%s' must hold floating-point values", f->path, name);
+        goto end;
+    }
+    struct tensor desc = tensor_make(DTYPE_F32, DEVICE_CPU, NULL, ndim, shape);
+    size_t n = (size_t)tensor_numel(&desc);
+    buf = malloc(n ? n * sizeof(float) : sizeof(float));
+    if (!buf) {
+        rc = err_set(ERR_NOMEM, "%s: dataset '%s' (%zu values) does not fit in memory", f->path, name, n);
+        goto end;
+    }
+    if (n && H5Dread(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) < 0) {
+        rc = err_set(ERR_FORMAT, "%s: cannot read dataset '%s' (damaged file?)", f->path, name);
+        goto end;
+    }
+    desc.data = buf;
+    desc.name = name;
+    *t = desc;
+    buf = NULL;
+end:
+    free(buf);
+    H5Dclose(ds);
+    return rc;
+}
+
+int h5_read_i64_scalar(const struct h5_file *f, const char *name, int64_t *out) {
+    hid_t ds = -1;
+    TRY(open_dataset(f, name, &ds));
+    int ndim;
+    int64_t shape[TENSOR_MAX_DIMS];
+    int rc = dataset_shape(f, name, ds, &ndim, shape);
+    if (rc < 0) goto end;
+    int64_t n = 1;
+    for (int i = 0; i < ndim; i++) n *= shape[i];
+    hid_t ty = H5Dget_type(ds);
+    H5T_class_t cls = H5Tget_class(ty);
+    H5Tclose(ty);
+    if (cls != H5T_INTEGER || n != 1) {
+        rc = err_set(ERR_FORMAT, "%s: dataset '%s' must be a single integer", f->path, name);
+        goto end;
+    }
+    long long v = 0;
+    if (H5Dread(ds, H5T_NATIVE_LLONG, H5S_ALL, H5S_ALL, H5P_DEFAULT, &v) < 0) {
+        rc = err_set(ERR_FORMAT, "%s: cannot read dataset '%s'", f->path, name);
+        goto end;
+    }
+    *out = v;
+end:
+    H5Dclose(ds);
+    return rc;
+}
+
+static int write_dataset(struct h5_file *f, const char *name, hid_t file_type, hid_t mem_type, const void *data,
+                         int ndim, const int64_t *shape) {
+    CHECK(f->writing, "h5 write on a read-only file");
+    hsize_t dims[TENSOR_MAX_DIMS];
+    for (int i = 0; i < ndim; i++) dims[i] = (hsize_t)shape[i];
+    hid_t sp = ndim ? H5Screate_simple(ndim, dims, NULL) : H5Screate(H5S_SCALAR);
+    if (sp < 0) return err_set(ERR_IO, "%s: cannot describe dataset '%s'", f->path, name);
+    int rc = ERR_OK;
+    hid_t ds = H5Dcreate2(f->id, name, file_type, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    if (ds < 0) {
+        rc = err_set(ERR_IO, "%s: cannot create dataset '%s'", f->path, name);
+    } else {
+        if (H5Dwrite(ds, mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) < 0)
+            rc = err_set(ERR_IO, "%s: cannot write dataset '%s' (disk full?)", f->path, name);
+        H5Dclose(ds);
+    }
+    H5Sclose(sp);
+    return rc;
+}
+
+int h5_write_f32(struct h5_file *f, const char *name, const float *data, int ndim, const int64_t *shape) {
+    return write_dataset(f, name, H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, data, ndim, shape);
+}
+int h5_write_i64(struct h5_file *f, const char *name, const int64_t *data, int ndim, const int64_t *shape) {
+    return write_dataset(f, name, H5T_STD_I64LE, H5T_NATIVE_INT64, data, ndim, shape);
+}
+int h5_write_u8(struct h5_file *f, const char *name, const uint8_t *data, int ndim, const int64_t *shape) {
+    return write_dataset(f, name, H5T_STD_U8LE, H5T_NATIVE_UINT8, data, ndim, shape);
+}
+
+static int attr_write(struct h5_file *f, const char *key, hid_t type, const void *value) {
+    CHECK(f->writing, "h5 attribute write on a read-only file");
+    if (H5Aexists(f->id, key) > 0) H5Adelete(f->id, key);
+    hid_t sp = H5Screate(H5S_SCALAR);
+    hid_t a = H5Acreate2(f->id, key, type, sp, H5P_DEFAULT, H5P_DEFAULT);
+    int rc = ERR_OK;
+    if (a < 0 || H5Awrite(a, type, value) < 0) rc = err_set(ERR_IO, "%s: cannot write attribute '%s'", f->path, key);
+    if (a >= 0) H5Aclose(a);
+    H5Sclose(sp);
+    return rc;
+}
+
+int h5_attr_set_str(struct h5_file *f, const char *key, const char *value) {
+    hid_t ty = H5Tcopy(H5T_C_S1);
+    H5Tset_size(ty, strlen(value) + 1);
+    H5Tset_strpad(ty, H5T_STR_NULLTERM);
+    int rc = attr_write(f, key, ty, value);
+    H5Tclose(ty);
+    return rc;
+}
+
+int h5_attr_set_i64(struct h5_file *f, const char *key, int64_t value) {
+    return attr_write(f, key, H5T_NATIVE_INT64, &value);
+}
+
+int h5_attr_set_f64(struct h5_file *f, const char *key, double value) {
+    return attr_write(f, key, H5T_NATIVE_DOUBLE, &value);
+}
+
+bool h5_attr_has(const struct h5_file *f, const char *key) { return H5Aexists(f->id, key) > 0; }
+
+int h5_attr_get_str(const struct h5_file *f, const char *key, char *buf, size_t cap) {
+    if (!h5_attr_has(f, key)) return err_set(ERR_MISSING, "%s: no attribute '%s'", f->path, key);
+    hid_t a = H5Aopen(f->id, key, H5P_DEFAULT);
+    hid_t ty = H5Aget_type(a);
+    int rc = ERR_OK;
+    if (H5Tget_class(ty) != H5T_STRING) {
+        rc = err_set(ERR_FORMAT, "%s: attribute '%s' is not a string", f->path, key);
+    } else if (H5Tis_variable_str(ty) > 0) {
+        char *s = NULL;
+        hid_t mt = H5Tcopy(H5T_C_S1);
+        H5Tset_size(mt, H5T_VARIABLE);
+        H5Tset_cset(mt, H5Tget_cset(ty)); /* h5py writes UTF-8 */
+        if (H5Aread(a, mt, &s) < 0 || !s) {
+            rc = err_set(ERR_FORMAT, "%s: cannot read attribute '%s'", f->path, key);
+        } else {
+            snprintf(buf, cap, "%s", s);
+            H5free_memory(s);
+        }
+        H5Tclose(mt);
+    } else {
+        size_t sz = H5Tget_size(ty);
+        char *tmp = calloc(1, sz + 1);
+        hid_t mt = H5Tcopy(H5T_C_S1);
+        H5Tset_size(mt, sz + 1);
+        H5Tset_cset(mt, H5Tget_cset(ty));
+        if (!tmp || H5Aread(a, mt, tmp) < 0)
+            rc = err_set(ERR_FORMAT, "%s: cannot read attribute '%s'", f->path, key);
+        else
+            snprintf(buf, cap, "%s", tmp);
+        free(tmp);
+        H5Tclose(mt);
+    }
+    H5Tclose(ty);
+    H5Aclose(a);
+    return rc;
+}
+
+int h5_attr_get_i64(const struct h5_file *f, const char *key, int64_t *out) {
+    if (!h5_attr_has(f, key)) return err_set(ERR_MISSING, "%s: no attribute '%s'", f->path, key);
+    hid_t a = H5Aopen(f->id, key, H5P_DEFAULT);
+    hid_t ty = H5Aget_type(a);
+    int rc = ERR_OK;
+    long long v = 0;
+    if (H5Tget_class(ty) != H5T_INTEGER || H5Aread(a, H5T_NATIVE_LLONG, &v) < 0)
+        rc = err_set(ERR_FORMAT, "%s: attribute '%s' is not an integer", f->path, key);
+    else
+        *out = v;
+    H5Tclose(ty);
+    H5Aclose(a);
+    return rc;
+}
+
+/* ---- listing ---- */
+
+struct list_ctx {
+    struct h5_entry *items;
+    size_t count, cap;
+    int rc;
+};
+
+static struct h5_entry *list_push(struct list_ctx *lc) {
+    if (lc->count == lc->cap) {
+        size_t nc = lc->cap ? 2 * lc->cap : 16;
+        struct h5_entry *n = realloc(lc->items, nc * sizeof *n);
+        if (!n) return NULL;
+        lc->items = n;
+        lc->cap = nc;
+    }
+    struct h5_entry *e = &lc->items[lc->count++];
+    memset(e, 0, sizeof *e);
+    return e;
+}
+
+static void describe_type(hid_t ty, struct h5_entry *e) {
+    H5T_class_t cls = H5Tget_class(ty);
+    size_t sz = H5Tget_size(ty);
+    e->dtype = DTYPE_COUNT;
+    if (cls == H5T_FLOAT) {
+        e->dtype = sz == 4 ? DTYPE_F32 : (sz == 8 ? DTYPE_F64 : (sz == 2 ? DTYPE_F16 : DTYPE_COUNT));
+        snprintf(e->type_desc, sizeof e->type_desc, "float%zu", 8 * sz);
+    } else if (cls == H5T_INTEGER) {
+        bool sgn = H5Tget_sign(ty) == H5T_SGN_2;
+        if (sz == 8 && sgn) e->dtype = DTYPE_I64;
+        if (sz == 4 && sgn) e->dtype = DTYPE_I32;
+        if (sz == 1 && !sgn) e->dtype = DTYPE_U8;
+        snprintf(e->type_desc, sizeof e->type_desc, "%sint%zu", sgn ? "" : "u", 8 * sz);
+    } else if (cls == H5T_STRING) {
+        snprintf(e->type_desc, sizeof e->type_desc, "string");
+    } else {
+        snprintf(e->type_desc, sizeof e->type_desc, "other");
+    }
+}
+
+static herr_t list_dataset_cb(hid_t loc, const char *name, const H5L_info_t *info, void *user) {
+    (void)info;
+    struct list_ctx *lc = user;
+    H5O_info_t oi;
+    if (H5Oget_info_by_name(loc, name, &oi, H5P_DEFAULT) < 0 || oi.type != H5O_TYPE_DATASET) return 0;
+    struct h5_entry *e = list_push(lc);
+    if (!e) return -1;
+    snprintf(e->name, sizeof e->name, "%s", name);
+    hid_t ds = H5Dopen2(loc, name, H5P_DEFAULT);
+    if (ds < 0) return 0;
+    hid_t ty = H5Dget_type(ds);
+    describe_type(ty, e);
+    H5Tclose(ty);
+    hid_t sp = H5Dget_space(ds);
+    int rank = H5Sget_simple_extent_ndims(sp);
+    if (rank >= 0 && rank <= TENSOR_MAX_DIMS) {
+        hsize_t dims[TENSOR_MAX_DIMS];
+        H5Sget_simple_extent_dims(sp, dims, NULL);
+        e->ndim = rank;
+        for (int i = 0; i < rank; i++) e->shape[i] = (int64_t)dims[i];
+    } else {
+        e->ndim = -1;
+    }
+    H5Sclose(sp);
+    H5Dclose(ds);
+    return 0;
+}
+
+static herr_t list_attr_cb(hid_t loc, const char *name, const H5A_info_t *info, void *user) {
+    (void)info;
+    struct list_ctx *lc = user;
+    struct h5_entry *e = list_push(lc);
+    if (!e) return -1;
+    snprintf(e->name, sizeof e->name, "%s", name);
+    e->is_attribute = true;
+    hid_t a = H5Aopen(loc, name, H5P_DEFAULT);
+    if (a < 0) return 0;
+    hid_t ty = H5Aget_type(a);
+    describe_type(ty, e);
+    H5T_class_t cls = H5Tget_class(ty);
+    if (cls == H5T_INTEGER) {
+        long long v;
+        if (H5Aread(a, H5T_NATIVE_LLONG, &v) >= 0) snprintf(e->value, sizeof e->value, "%lld", v);
+    } else if (cls == H5T_FLOAT) {
+        double v;
+        if (H5Aread(a, H5T_NATIVE_DOUBLE, &v) >= 0) snprintf(e->value, sizeof e->value, "%.17g", v);
+    }
+    H5Tclose(ty);
+    H5Aclose(a);
+    return 0;
+}
+
+static int entry_cmp(const void *a, const void *b) {
+    const struct h5_entry *x = a, *y = b;
+    if (x->is_attribute != y->is_attribute) return x->is_attribute ? -1 : 1;
+    return strcmp(x->name, y->name);
+}
+
+int h5_list(const struct h5_file *f, struct h5_entry **entries, size_t *count) {
+    struct list_ctx lc = {0};
+    hsize_t idx = 0;
+    if (H5Literate(f->id, H5_INDEX_NAME, H5_ITER_INC, &idx, list_dataset_cb, &lc) < 0 ||
+        H5Aiterate2(f->id, H5_INDEX_NAME, H5_ITER_INC, NULL, list_attr_cb, &lc) < 0) {
+        free(lc.items);
+        return err_set(ERR_FORMAT, "%s: cannot list its contents", f->path);
+    }
+    for (size_t i = 0; i < lc.count; i++) {
+        struct h5_entry *e = &lc.items[i];
+        if (e->is_attribute && !e->value[0] && strcmp(e->type_desc, "string") == 0)
+            h5_attr_get_str(f, e->name, e->value, sizeof e->value);
+    }
+    qsort(lc.items, lc.count, sizeof *lc.items, entry_cmp);
+    *entries = lc.items;
+    *count = lc.count;
+    return ERR_OK;
+}
