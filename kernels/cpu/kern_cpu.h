@@ -1,0 +1,49 @@
+/* kernels/cpu/kern_cpu.h - float32 CPU implementations behind kernels/ops.h.
+ *
+ * Called only by the dispatcher (kernels/ops.c), which has already checked dtypes, devices and
+ * shapes; these functions trust their arguments. Semantics are documented once, in ops.h.
+ * Threaded with OpenMP over rows (or attention tiles); GEMMs go to OpenBLAS.
+ */
+#ifndef REELFARM_KERNELS_CPU_KERN_CPU_H
+#define REELFARM_KERNELS_CPU_KERN_CPU_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "core/tensor.h"
+#include "kernels/ops.h"
+
+void kern_linear_cpu(const struct exec_ctx *ctx, struct tensor *y, const struct tensor *x, const struct tensor *w,
+                     const struct tensor *b);
+void kern_layernorm_cpu(const struct exec_ctx *ctx, struct tensor *y, const struct tensor *x,
+                        const struct tensor *gamma, const struct tensor *beta, float eps);
+void kern_rmsnorm_cpu(const struct exec_ctx *ctx, struct tensor *y, const struct tensor *x, const struct tensor *gamma,
+                      float eps);
+void kern_norm_modulate_cpu(const struct exec_ctx *ctx, struct tensor *y, const struct tensor *x,
+                            const struct tensor *shift, const struct tensor *scale, int64_t group_size,
+                            int64_t row_offset, float eps);
+void kern_gated_add_cpu(const struct exec_ctx *ctx, struct tensor *x, const struct tensor *y,
+                        const struct tensor *gate, int64_t group_size, int64_t row_offset);
+void kern_add_row_cpu(const struct exec_ctx *ctx, struct tensor *y, const struct tensor *x, const struct tensor *row);
+void kern_silu_cpu(const struct exec_ctx *ctx, struct tensor *y, const struct tensor *x);
+void kern_gelu_tanh_cpu(const struct exec_ctx *ctx, struct tensor *y, const struct tensor *x);
+void kern_gelu_erf_cpu(const struct exec_ctx *ctx, struct tensor *y, const struct tensor *x);
+void kern_rope3d_cpu(const struct exec_ctx *ctx, struct tensor *x, int n_heads, const int64_t grid[3],
+                     int64_t token_offset, const struct tensor *freqs, const int split[3]);
+void kern_attention_cpu(const struct exec_ctx *ctx, struct tensor *out, const struct tensor *q, const struct tensor *k,
+                        const struct tensor *v, int n_heads, float scale, const struct attn_causal *causal,
+                        bool accumulate);
+void kern_patchify_cpu(const struct exec_ctx *ctx, struct tensor *tokens, const struct tensor *latents,
+                       const int patch[3]);
+void kern_unpatchify_cpu(const struct exec_ctx *ctx, struct tensor *latents, const struct tensor *tokens,
+                         const int patch[3]);
+void kern_timestep_sinusoid_cpu(const struct exec_ctx *ctx, struct tensor *y, const struct tensor *t);
+void kern_transfer_cpu(const struct exec_ctx *ctx, struct tensor *dst, const struct tensor *src);
+void kern_copy_cpu(const struct exec_ctx *ctx, struct tensor *dst, const struct tensor *src);
+
+enum { ROPE_MAX_PAIRS = OP_HEAD_DIM_MAX / 2 };
+
+/* Threads for our OpenMP loops (and, on first use, pins OpenBLAS to one thread). */
+int kern_cpu_threads(const struct exec_ctx *ctx);
+
+#endif /* REELFARM_KERNELS_CPU_KERN_CPU_H */

@@ -1,0 +1,106 @@
+/* kernels/cpu/kern_elementwise.c - activations, gated residual adds, row broadcasts, copies.
+ *
+ * Every op walks a "rows" view [M, N] (unit stride inside a row); contiguous tensors of any rank
+ * are viewed as [numel / last, last]. Loops are written so gcc vectorises them (vec_math.h).
+ */
+#include <math.h>
+#include <string.h>
+
+#include "kernels/cpu/kern_cpu.h"
+#include "kernels/cpu/vec_math.h"
+
+struct rows_view {
+    int64_t m, n, ld;
+    float *data;
+};
+
+static struct rows_view as_rows(const struct tensor *t) {
+    struct rows_view r;
+    r.data = t->data;
+    if (t->ndim == 2) {
+        r.m = t->shape[0];
+        r.n = t->shape[1];
+        r.ld = t->stride[0];
+    } else if (t->ndim == 0) {
+        r.m = 1, r.n = 1, r.ld = 1;
+    } else { /* contiguous, checked by the dispatcher */
+        r.n = t->shape[t->ndim - 1];
+        r.m = r.n ? tensor_numel(t) / r.n : 0;
+        r.ld = r.n;
+    }
+    return r;
+}
+
+enum act_kind { ACT_SILU, ACT_GELU_TANH, ACT_GELU_ERF };
+
+static void activation(const struct exec_ctx *ctx, struct tensor *y, const struct tensor *x, enum act_kind kind) {
+    struct rows_view yr = as_rows(y), xr = as_rows(x);
+    const int nt = kern_cpu_threads(ctx);
+#pragma omp parallel for num_threads(nt) schedule(static)
+    for (int64_t i = 0; i < xr.m; i++) {
+        const float *a = xr.data + i * xr.ld;
+        float *o = yr.data + i * yr.ld;
+        switch (kind) {
+        case ACT_SILU:
+            for (int64_t j = 0; j < xr.n; j++) o[j] = vm_siluf(a[j]);
+            break;
+        case ACT_GELU_TANH:
+            for (int64_t j = 0; j < xr.n; j++) o[j] = vm_gelu_tanhf(a[j]);
+            break;
+        case ACT_GELU_ERF:
+            for (int64_t j = 0; j < xr.n; j++) o[j] = 0.5f * a[j] * (1.0f + erff(a[j] * 0.70710678118654752f));
+            break;
+        }
+    }
+}
+
+void kern_silu_cpu(const struct exec_ctx *ctx, struct tensor *y, const struct tensor *x) {
+    activation(ctx, y, x, ACT_SILU);
+}
+void kern_gelu_tanh_cpu(const struct exec_ctx *ctx, struct tensor *y, const struct tensor *x) {
+    activation(ctx, y, x, ACT_GELU_TANH);
+}
+void kern_gelu_erf_cpu(const struct exec_ctx *ctx, struct tensor *y, const struct tensor *x) {
+    activation(ctx, y, x, ACT_GELU_ERF);
+}
+
+void kern_gated_add_cpu(const struct exec_ctx *ctx, struct tensor *x, const struct tensor *y,
+                        const struct tensor *gate, int64_t group_size, int64_t row_offset) {
+    struct rows_view xr = as_rows(x), yr = as_rows(y);
+    const int nt = kern_cpu_threads(ctx);
+#pragma omp parallel for num_threads(nt) schedule(static)
+    for (int64_t i = 0; i < xr.m; i++) {
+        float *a = xr.data + i * xr.ld;
+        const float *b = yr.data + i * yr.ld;
+        if (gate) {
+            const float *g = (const float *)gate->data + ((i + row_offset) / group_size) * gate->stride[0];
+            for (int64_t j = 0; j < xr.n; j++) a[j] += b[j] * g[j];
+        } else {
+            for (int64_t j = 0; j < xr.n; j++) a[j] += b[j];
+        }
+    }
+}
+
+void kern_add_row_cpu(const struct exec_ctx *ctx, struct tensor *y, const struct tensor *x, const struct tensor *row) {
+    struct rows_view yr = as_rows(y), xr = as_rows(x);
+    const float *r = row->data;
+    const int nt = kern_cpu_threads(ctx);
+#pragma omp parallel for num_threads(nt) schedule(static)
+    for (int64_t i = 0; i < xr.m; i++) {
+        const float *a = xr.data + i * xr.ld;
+        float *o = yr.data + i * yr.ld;
+        for (int64_t j = 0; j < xr.n; j++) o[j] = a[j] + r[j];
+    }
+}
+
+void kern_copy_cpu(const struct exec_ctx *ctx, struct tensor *dst, const struct tensor *src) {
+    struct rows_view dr = as_rows(dst), sr = as_rows(src);
+    const int nt = kern_cpu_threads(ctx);
+#pragma omp parallel for num_threads(nt) schedule(static)
+    for (int64_t i = 0; i < sr.m; i++) memmove(dr.data + i * dr.ld, sr.data + i * sr.ld, (size_t)sr.n * sizeof(float));
+}
+
+void kern_transfer_cpu(const struct exec_ctx *ctx, struct tensor *dst, const struct tensor *src) {
+    (void)ctx;
+    if (dst->data != src->data) memcpy(dst->data, src->data, tensor_nbytes(src));
+}

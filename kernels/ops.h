@@ -1,0 +1,126 @@
+/* kernels/ops.h - the op interface between model code and the compute backends.
+ *
+ * Model code calls op_<name>(ctx, ...) only; it never touches tensor data itself. Each op checks
+ * dtype, device and shapes at the boundary (a mismatch is a programmer error and fatal) and then
+ * dispatches on ctx->backend to kern_<name>_cpu() (kernels/cpu/, float32 reference) or
+ * kern_<name>_cuda() (kernels/cuda/, bf16 storage with fp32 accumulation). Adding a backend means
+ * adding twins below this line; model code does not change.
+ *
+ * Conventions (spec section 3, PyTorch order everywhere):
+ *  - "rows" tensors are 2-D [M, N] with unit stride inside a row and any row stride >= N, so that
+ *    views into fused buffers (q, k, v inside one [L, 3D] buffer, the six modulation rows inside
+ *    [F, 6, D]) are passed without copies.
+ *  - Linear weights are stored as in torch: w [N_out, K_in], y = x w^T + b.
+ *  - Per-frame tables (diffusion forcing, spec 3.4): a table [G, D] is indexed for token row i by
+ *    g = (i + row_offset) / group_size, where group_size is the number of tokens per latent frame
+ *    (or the whole sequence length for the scalar-timestep path) and row_offset is the global
+ *    index of local row 0 (non-zero only for sequence-parallel shards). Modulation is therefore
+ *    never broadcast to a per-token tensor.
+ *  - Unless stated, y may alias x (in-place) but must not partially overlap it.
+ */
+#ifndef REELFARM_KERNELS_OPS_H
+#define REELFARM_KERNELS_OPS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "core/tensor.h"
+
+enum backend { BACKEND_CPU = 0, BACKEND_CUDA = 1 };
+
+/* Largest attention head dimension the kernels accept (Wan uses 128). */
+enum { OP_HEAD_DIM_MAX = 256 };
+
+struct exec_ctx {
+    enum backend backend;
+    int n_threads;     /* CPU: worker threads for our own loops (OpenMP); <= 0 means all cores */
+    void *cuda_stream; /* CUDA: the cudaStream_t every op is queued on */
+    void *cuda_state;  /* CUDA: handles and workspaces owned by kernels/cuda */
+};
+
+/* Block-causal self-attention (spec 3.9). Tokens are frame-major; a query in frame fq may attend
+ * to a key in frame fk iff fk / frames_per_block <= fq / frames_per_block. The offsets are the
+ * global token indices of local row 0 of q and of k (sequence-parallel shards). */
+struct attn_causal {
+    int64_t tokens_per_frame;
+    int64_t frames_per_block;
+    int64_t q_token_offset;
+    int64_t k_token_offset;
+};
+
+const char *backend_name(enum backend b);
+/* A CPU context using n_threads (<= 0: all cores). */
+struct exec_ctx exec_ctx_cpu(int n_threads);
+/* Worker threads the context will use (resolves n_threads <= 0). */
+int exec_ctx_threads(const struct exec_ctx *ctx);
+/* Whether this build has the CUDA backend compiled in. */
+bool backend_cuda_compiled(void);
+
+/* y[M, N] = x[M, K] w[N, K]^T (+ b[N]). y must not alias x. */
+void op_linear(const struct exec_ctx *ctx, struct tensor *y, const struct tensor *x, const struct tensor *w,
+               const struct tensor *b);
+
+/* y[M, D] = (x - mean) / sqrt(var + eps) (* gamma[D]) (+ beta[D]); biased variance, as torch. */
+void op_layernorm(const struct exec_ctx *ctx, struct tensor *y, const struct tensor *x, const struct tensor *gamma,
+                  const struct tensor *beta, float eps);
+
+/* y[M, D] = x * rsqrt(mean(x^2) + eps) (* gamma[D]). */
+void op_rmsnorm(const struct exec_ctx *ctx, struct tensor *y, const struct tensor *x, const struct tensor *gamma,
+                float eps);
+
+/* Affine-free LayerNorm then per-frame modulation (spec 3.6 step 1/5, 3.7):
+ * y[i] = LN(x[i]) * (1 + scale[g]) + shift[g], with shift and scale [G, D] per-frame tables. */
+void op_norm_modulate(const struct exec_ctx *ctx, struct tensor *y, const struct tensor *x,
+                      const struct tensor *shift, const struct tensor *scale, int64_t group_size, int64_t row_offset,
+                      float eps);
+
+/* x[i] += y[i] * gate[g] (gate [G, D] per-frame table), or x += y when gate is NULL. */
+void op_gated_add(const struct exec_ctx *ctx, struct tensor *x, const struct tensor *y, const struct tensor *gate,
+                  int64_t group_size, int64_t row_offset);
+
+/* y[M, N] = x[M, N] + row[N] (row broadcast to every row). */
+void op_add_row(const struct exec_ctx *ctx, struct tensor *y, const struct tensor *x, const struct tensor *row);
+
+/* Elementwise activations on rows tensors (or contiguous tensors of any rank). */
+void op_silu(const struct exec_ctx *ctx, struct tensor *y, const struct tensor *x);
+void op_gelu_tanh(const struct exec_ctx *ctx, struct tensor *y, const struct tensor *x); /* torch approximate="tanh" */
+void op_gelu_erf(const struct exec_ctx *ctx, struct tensor *y, const struct tensor *x);  /* torch exact GELU */
+
+/* 3-axis rotary embedding in place (spec 3.3) on x [L, H * dh] (rows; heads packed in a row).
+ * Pairs are adjacent elements (x[2j], x[2j+1]); pair j uses the frame position for
+ * j < split[0], the row position for the next split[1] pairs and the column position for the
+ * last split[2]. freqs [P, dh / 2, 2] holds (cos, sin) of position p times the pair's frequency
+ * of its axis, for p < P. Token i (global index i + token_offset) of the grid (F, Hp, Wp) has
+ * positions (t / (Hp Wp), (t / Wp) % Hp, t % Wp). */
+void op_rope3d(const struct exec_ctx *ctx, struct tensor *x, int n_heads, const int64_t grid[3],
+               int64_t token_offset, const struct tensor *freqs, const int split[3]);
+
+/* Multi-head attention, O(L d) memory (streaming softmax): out[Lq, H dh] (=|+=) softmax(q k^T * scale) v
+ * per head, q [Lq, H dh], k and v [Lk, H dh], all rows tensors. causal == NULL: full attention.
+ * accumulate: add into out instead of overwriting (the I2V image branch, spec 3.6 step 4). */
+void op_attention(const struct exec_ctx *ctx, struct tensor *out, const struct tensor *q, const struct tensor *k,
+                  const struct tensor *v, int n_heads, float scale, const struct attn_causal *causal,
+                  bool accumulate);
+
+/* Patch embedding input (spec 3.2): tokens[L, C pt ph pw] from latents [C, F, H, W]; token
+ * (f, y, x) = row (f Hp + y) Wp + x, column ((c pt + kt) ph + ky) pw + kx. */
+void op_patchify(const struct exec_ctx *ctx, struct tensor *tokens, const struct tensor *latents,
+                 const int patch[3]);
+/* Unpatchify (spec 3.7): latents [C, F, H, W] from tokens [L, pt ph pw C]; column
+ * ((kt ph + ky) pw + kx) C + c (channel last, unlike patchify). */
+void op_unpatchify(const struct exec_ctx *ctx, struct tensor *latents, const struct tensor *tokens,
+                   const int patch[3]);
+
+/* Sinusoidal timestep embedding (spec 3.4 step 1): y[T, Q] = [cos(t w_0..), sin(t w_0..)],
+ * w_j = 10000^(-j / (Q/2)), computed in double precision; t [T] float timesteps. */
+void op_timestep_sinusoid(const struct exec_ctx *ctx, struct tensor *y, const struct tensor *t);
+
+/* Host memory -> the context's device (dst on ctx's device, src on the CPU) and back; both
+ * contiguous with the same shape. On the CPU backend these are copies. */
+void op_upload(const struct exec_ctx *ctx, struct tensor *dst, const struct tensor *src);
+void op_download(const struct exec_ctx *ctx, struct tensor *dst, const struct tensor *src);
+
+/* dst = src for rows tensors of the same shape (different strides allowed). */
+void op_copy(const struct exec_ctx *ctx, struct tensor *dst, const struct tensor *src);
+
+#endif /* REELFARM_KERNELS_OPS_H */
