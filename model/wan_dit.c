@@ -1,0 +1,747 @@
+/* model/wan_dit.c - loading the Wan DiT and its forward pass (spec 2.1-2.3, 3.2-3.9).
+ *
+ * Mirrors SkyReels-V2 skyreels_v2_infer/modules/transformer.py (WanModel.forward,
+ * WanAttentionBlock, WanI2VCrossAttention, Head, MLPProj) in float32, without upstream's bf16
+ * rounding points. Every computation goes through kernels/ops.h.
+ */
+#include "model/wan_dit.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/error.h"
+#include "core/log.h"
+#include "core/rng.h"
+#include "io/fs.h"
+#include "io/safetensors.h"
+
+/* ------------------------------------------------------------------------------------------------
+ * Locating the files of a model directory
+ * ---------------------------------------------------------------------------------------------- */
+
+int wan_model_locate(const char *dir, struct wan_model_files *files) {
+    memset(files, 0, sizeof *files);
+    if (!fs_exists(dir)) return err_set(ERR_IO, "%s: no such model directory", dir);
+    if (!fs_is_dir(dir)) return err_set(ERR_IO, "%s: not a directory (expected a model directory)", dir);
+
+    char wdir[1024], path[1100];
+    TRY(fs_join(path, sizeof path, dir, "transformer/config.json"));
+    if (fs_is_file(path)) { /* Diffusers pipeline layout */
+        TRY(fs_join(wdir, sizeof wdir, dir, "transformer"));
+    } else {
+        TRY(fs_join(path, sizeof path, dir, "config.json"));
+        if (!fs_is_file(path))
+            return err_set(ERR_MISSING,
+                           "%s: not a model directory (expected transformer/config.json or config.json)", dir);
+        snprintf(wdir, sizeof wdir, "%s", dir);
+    }
+    snprintf(files->config_path, sizeof files->config_path, "%s", path);
+
+    /* An index wins; otherwise every *.safetensors file (the original layout loads them all). */
+    char **names = NULL;
+    size_t n = 0;
+    TRY(fs_list_dir(wdir, ".safetensors.index.json", &names, &n));
+    if (n > 1) {
+        int rc = err_set(ERR_FORMAT, "%s: %zu safetensors index files (%s, %s, ...); expected one", wdir, n, names[0],
+                         names[1]);
+        fs_free_list(&names, &n);
+        return rc;
+    }
+    if (n == 1) {
+        int rc = fs_join(files->index_path, sizeof files->index_path, wdir, names[0]);
+        fs_free_list(&names, &n);
+        return rc;
+    }
+    fs_free_list(&names, &n);
+    TRY(fs_list_dir(wdir, ".safetensors", &names, &n));
+    if (n == 0) {
+        return err_set(ERR_MISSING,
+                       "%s: no *.safetensors weights (torch .pth/.bin checkpoints are not read; convert them to "
+                       "safetensors)",
+                       wdir);
+    }
+    files->weight_files = calloc(n, sizeof *files->weight_files);
+    if (!files->weight_files) {
+        fs_free_list(&names, &n);
+        return err_set(ERR_NOMEM, "out of memory");
+    }
+    for (size_t i = 0; i < n; i++) {
+        char full[1100];
+        int rc = fs_join(full, sizeof full, wdir, names[i]);
+        files->weight_files[i] = rc < 0 ? NULL : strdup(full);
+        if (!files->weight_files[i]) {
+            files->n_weight_files = i;
+            fs_free_list(&names, &n);
+            wan_model_files_free(files);
+            return rc < 0 ? rc : err_set(ERR_NOMEM, "out of memory");
+        }
+    }
+    files->n_weight_files = n;
+    fs_free_list(&names, &n);
+    return ERR_OK;
+}
+
+void wan_model_files_free(struct wan_model_files *files) {
+    for (size_t i = 0; i < files->n_weight_files; i++) free(files->weight_files[i]);
+    free(files->weight_files);
+    files->weight_files = NULL;
+    files->n_weight_files = 0;
+}
+
+/* ------------------------------------------------------------------------------------------------
+ * RoPE table (spec 3.3)
+ * ---------------------------------------------------------------------------------------------- */
+
+static int rope_build(struct wan_model *m) {
+    const int64_t dh = m->cfg.head_dim, pairs = dh / 2, p_max = m->cfg.rope_max_seq_len;
+    const int64_t d_axis[3] = {dh - 4 * (dh / 6), 2 * (dh / 6), 2 * (dh / 6)};
+    m->rope_split[0] = (int)(pairs - 2 * (pairs / 3));
+    m->rope_split[1] = m->rope_split[2] = (int)(pairs / 3);
+    float *tab = arena_alloc_f32(&m->weight_arena, (size_t)(p_max * pairs * 2));
+    for (int64_t p = 0; p < p_max; p++) {
+        int64_t j = 0;
+        for (int a = 0; a < 3; a++) {
+            for (int64_t jj = 0; jj < m->rope_split[a]; jj++, j++) {
+                const double omega = 1.0 / pow(10000.0, (double)(2 * jj) / (double)d_axis[a]);
+                const double angle = (double)p * omega;
+                tab[(p * pairs + j) * 2] = (float)cos(angle);
+                tab[(p * pairs + j) * 2 + 1] = (float)sin(angle);
+            }
+        }
+    }
+    m->rope_freqs = tensor_make(DTYPE_F32, DEVICE_CPU, tab, 3, (int64_t[]){p_max, pairs, 2});
+    m->rope_freqs.name = "rope_freqs";
+    return ERR_OK;
+}
+
+static size_t rope_bytes(const struct wan_config *c) {
+    return arena_round((size_t)(c->rope_max_seq_len * c->head_dim) * sizeof(float));
+}
+
+/* ------------------------------------------------------------------------------------------------
+ * Strict loading
+ * ---------------------------------------------------------------------------------------------- */
+
+static int decl_name_cmp(const void *a, const void *b) { return strcmp(*(const char *const *)a, *(const char *const *)b); }
+
+/* Tensors that upstream itself ignores on load (diffusers _keys_to_ignore_on_load_unexpected). */
+static bool allowed_unexpected(const char *name) { return strstr(name, ".attn2.norm_added_q.") != NULL; }
+
+static int detect_naming(const struct st_set *st, const char *where, enum wan_naming *naming) {
+    static const char *const probe[2] = {"blocks.0.attn1.to_q.weight", "blocks.0.self_attn.q.weight"};
+    bool has_d = st_find(st, probe[0]) != NULL, has_o = st_find(st, probe[1]) != NULL;
+    if (has_d && has_o)
+        return err_set(ERR_FORMAT, "%s: holds both Diffusers ('%s') and original ('%s') tensor names", where, probe[0],
+                       probe[1]);
+    if (!has_d && !has_o)
+        return err_set(ERR_MISSING, "%s: no tensor '%s' (Diffusers naming) or '%s' (original naming)", where, probe[0],
+                       probe[1]);
+    *naming = has_d ? WAN_NAMING_DIFFUSERS : WAN_NAMING_ORIGINAL;
+    return ERR_OK;
+}
+
+/* " and 3 more" when count > 1, else "". */
+static const char *and_more(char *buf, size_t cap, size_t count) {
+    if (count > 1)
+        snprintf(buf, cap, " and %zu more", count - 1);
+    else
+        buf[0] = '\0';
+    return buf;
+}
+
+static bool dtype_loadable(enum dtype dt) { return dt == DTYPE_F32 || dt == DTYPE_BF16 || dt == DTYPE_F16; }
+
+static int load_weights(struct wan_model *m, const char *where) {
+    const struct wan_config *c = &m->cfg;
+    struct wan_tensor_decl *decls = NULL;
+    size_t n_decl = 0;
+    const char **sorted = NULL;
+    int rc = detect_naming(m->st, where, &m->naming);
+    if (rc < 0) return rc;
+    m->w.blocks = calloc((size_t)c->num_layers, sizeof *m->w.blocks);
+    if (!m->w.blocks) return err_set(ERR_NOMEM, "out of memory");
+    TRY(wan_weights_declare(c, &m->w, &decls, &n_decl));
+    const int nm = m->naming;
+
+    /* 1. every declared tensor present, loadable, with the expected shape */
+    size_t missing = 0, first_missing = 0;
+    for (size_t i = 0; i < n_decl; i++) {
+        if (!st_find(m->st, decls[i].name[nm])) {
+            if (missing++ == 0) first_missing = i;
+        }
+    }
+    if (missing) {
+        char s[96];
+        const struct wan_tensor_decl *d = &decls[first_missing];
+        char more[48];
+        rc = err_set(ERR_MISSING, "%s: missing tensor '%s' (expected shape %s)%s", where, d->name[nm],
+                     shape_str(s, sizeof s, d->ndim, d->shape), and_more(more, sizeof more, missing));
+        goto end;
+    }
+    size_t convert_bytes = rope_bytes(c);
+    int64_t dtype_count[DTYPE_COUNT] = {0};
+    for (size_t i = 0; i < n_decl; i++) {
+        const struct wan_tensor_decl *d = &decls[i];
+        const struct st_tensor *t = st_find(m->st, d->name[nm]);
+        char se[96], sf[96];
+        if (t->ndim != d->ndim || memcmp(t->shape, d->shape, (size_t)d->ndim * sizeof(int64_t)) != 0) {
+            rc = err_set(ERR_SHAPE, "%s: tensor '%s' has shape %s, expected %s", t->file, d->name[nm],
+                         shape_str(sf, sizeof sf, t->ndim, t->shape), shape_str(se, sizeof se, d->ndim, d->shape));
+            goto end;
+        }
+        if (!dtype_loadable(t->dtype)) {
+            rc = err_set(ERR_UNSUPPORTED, "%s: tensor '%s' is %s; expected f32, bf16 or f16", t->file, d->name[nm],
+                         dtype_name(t->dtype));
+            goto end;
+        }
+        dtype_count[t->dtype] += (int64_t)(t->nbytes / dtype_size(t->dtype));
+        if (t->dtype != DTYPE_F32 || ((uintptr_t)t->data & 3u) != 0) convert_bytes += arena_round(t->nbytes / dtype_size(t->dtype) * 4);
+    }
+
+    /* 2. nothing undeclared in the files */
+    sorted = malloc(n_decl * sizeof *sorted);
+    if (!sorted) {
+        rc = err_set(ERR_NOMEM, "out of memory");
+        goto end;
+    }
+    for (size_t i = 0; i < n_decl; i++) sorted[i] = decls[i].name[nm];
+    qsort(sorted, n_decl, sizeof *sorted, decl_name_cmp);
+    size_t unexpected = 0;
+    const struct st_tensor *first_unexpected = NULL;
+    for (size_t i = 0; i < st_count(m->st); i++) {
+        const struct st_tensor *t = st_at(m->st, i);
+        if (bsearch(&t->name, sorted, n_decl, sizeof *sorted, decl_name_cmp)) continue;
+        if (allowed_unexpected(t->name)) {
+            LOG_WARN("%s: ignoring tensor '%s' (upstream ignores it too)", t->file, t->name);
+            continue;
+        }
+        if (unexpected++ == 0) first_unexpected = t;
+    }
+    if (unexpected) {
+        char more[48];
+        rc = err_set(ERR_UNEXPECTED, "%s: unexpected tensor '%s' (not declared by the config %s)%s",
+                     first_unexpected->file, first_unexpected->name, m->config_path,
+                     and_more(more, sizeof more, unexpected));
+        goto end;
+    }
+
+    /* 3. point at f32 data in place, convert the rest */
+    rc = arena_init(&m->weight_arena, "weights", convert_bytes);
+    if (rc < 0) goto end;
+    int64_t params = 0;
+    for (size_t i = 0; i < n_decl; i++) {
+        const struct wan_tensor_decl *d = &decls[i];
+        const struct st_tensor *t = st_find(m->st, d->name[nm]);
+        const size_t numel = t->nbytes / dtype_size(t->dtype);
+        void *data;
+        if (t->dtype == DTYPE_F32 && ((uintptr_t)t->data & 3u) == 0) {
+            data = (void *)t->data; /* read-only mapping; nothing writes weights */
+        } else {
+            float *dst = arena_alloc_f32(&m->weight_arena, numel);
+            dtype_to_f32(dst, t->data, t->dtype, numel);
+            data = dst;
+        }
+        *d->slot = tensor_make(DTYPE_F32, DEVICE_CPU, data, d->ndim, d->shape);
+        d->slot->name = t->name;
+        params += (int64_t)numel;
+    }
+    m->n_params = params;
+    m->n_tensors = (int64_t)n_decl;
+    int best = DTYPE_F32;
+    for (int i = 0; i < DTYPE_COUNT; i++)
+        if (dtype_count[i] > dtype_count[best]) best = i;
+    m->stored_dtype = (enum dtype)best;
+    rc = rope_build(m);
+end:
+    free(sorted);
+    free(decls);
+    return rc;
+}
+
+int wan_model_load(struct wan_model **out, const char *dir) {
+    *out = NULL;
+    struct wan_model_files files;
+    TRY(wan_model_locate(dir, &files));
+    struct wan_model *m = calloc(1, sizeof *m);
+    int rc;
+    if (!m) {
+        rc = err_set(ERR_NOMEM, "out of memory");
+        goto end;
+    }
+    snprintf(m->dir, sizeof m->dir, "%s", dir);
+    snprintf(m->config_path, sizeof m->config_path, "%s", files.config_path);
+    rc = wan_config_read(files.config_path, &m->cfg);
+    if (rc < 0) goto end;
+    if (files.index_path[0]) {
+        snprintf(m->weights_path, sizeof m->weights_path, "%s", files.index_path);
+        rc = st_open(&m->st, files.index_path);
+    } else {
+        snprintf(m->weights_path, sizeof m->weights_path, "%s", files.weight_files[0]);
+        rc = st_open_files(&m->st, (const char *const *)files.weight_files, files.n_weight_files);
+    }
+    if (rc < 0) goto end;
+    rc = load_weights(m, files.index_path[0] || files.n_weight_files == 1 ? m->weights_path : dir);
+end:
+    wan_model_files_free(&files);
+    if (rc < 0) {
+        wan_model_free(&m);
+        return rc;
+    }
+    *out = m;
+    return ERR_OK;
+}
+
+int wan_model_init_random(struct wan_model **out, const struct wan_config *cfg, uint64_t seed) {
+    *out = NULL;
+    TRY(wan_config_validate(cfg, "random model"));
+    struct wan_model *m = calloc(1, sizeof *m);
+    if (!m) return err_set(ERR_NOMEM, "out of memory");
+    m->cfg = *cfg;
+    m->naming = WAN_NAMING_DIFFUSERS;
+    m->stored_dtype = DTYPE_F32;
+    snprintf(m->dir, sizeof m->dir, "(random weights)");
+    struct wan_tensor_decl *decls = NULL;
+    size_t n = 0;
+    int rc = ERR_OK;
+    m->w.blocks = calloc((size_t)cfg->num_layers, sizeof *m->w.blocks);
+    if (!m->w.blocks) {
+        rc = err_set(ERR_NOMEM, "out of memory");
+        goto end;
+    }
+    rc = wan_weights_declare(cfg, &m->w, &decls, &n);
+    if (rc < 0) goto end;
+    size_t bytes = rope_bytes(cfg);
+    for (size_t i = 0; i < n; i++) {
+        struct tensor t = tensor_make(DTYPE_F32, DEVICE_CPU, NULL, decls[i].ndim, decls[i].shape);
+        bytes += arena_round(tensor_nbytes(&t));
+    }
+    rc = arena_init(&m->weight_arena, "weights", bytes);
+    if (rc < 0) goto end;
+    for (size_t i = 0; i < n; i++) {
+        struct tensor t = tensor_make(DTYPE_F32, DEVICE_CPU, NULL, decls[i].ndim, decls[i].shape);
+        const int64_t numel = tensor_numel(&t);
+        float *p = arena_alloc_f32(&m->weight_arena, (size_t)numel);
+        /* fan-in scaled so activations stay O(1) through the layers */
+        const int64_t fan_in = t.ndim >= 2 ? numel / t.shape[0] : 1;
+        const float std = t.ndim >= 2 ? 1.0f / sqrtf((float)fan_in) : 0.1f;
+        rng_normal_f32(p, numel, seed, i, 0);
+        for (int64_t k = 0; k < numel; k++) p[k] *= std;
+        if (t.ndim == 1 && strstr(decls[i].name[0], "norm")) /* norm gains near 1 */
+            for (int64_t k = 0; k < numel; k++) p[k] += 1.0f;
+        t.data = p;
+        t.name = NULL;
+        *decls[i].slot = t;
+        m->n_params += numel;
+    }
+    m->n_tensors = (int64_t)n;
+    rc = rope_build(m);
+end:
+    free(decls);
+    if (rc < 0) {
+        wan_model_free(&m);
+        return rc;
+    }
+    *out = m;
+    return ERR_OK;
+}
+
+void wan_model_free(struct wan_model **mp) {
+    struct wan_model *m = mp ? *mp : NULL;
+    if (!m) return;
+    st_close(&m->st);
+    arena_free(&m->weight_arena);
+    free(m->w.blocks);
+    free(m);
+    *mp = NULL;
+}
+
+/* ------------------------------------------------------------------------------------------------
+ * Input validation (recoverable: names the dataset and what was expected)
+ * ---------------------------------------------------------------------------------------------- */
+
+int wan_dit_check_input(const struct wan_model *m, const struct wan_dit_input *in, struct wan_dit_shape *sh) {
+    const struct wan_config *c = &m->cfg;
+    char s[96];
+    memset(sh, 0, sizeof *sh);
+    const struct tensor *lat = &in->latents;
+    const int64_t lat_c = c->out_channels;
+    if (lat->ndim != 4 || lat->shape[0] != lat_c)
+        return err_set(ERR_SHAPE, "latents: expected [%lld, F, H, W], found %s", (long long)lat_c,
+                       tensor_shape_str(s, sizeof s, lat));
+    const int64_t f = lat->shape[1], h = lat->shape[2], w = lat->shape[3];
+    if (f < 1 || h < 1 || w < 1) return err_set(ERR_SHAPE, "latents: empty grid %s", tensor_shape_str(s, sizeof s, lat));
+    if (f % c->patch[0] || h % c->patch[1] || w % c->patch[2])
+        return err_set(ERR_SHAPE, "latents: frames %lld, height %lld and width %lld must be multiples of the patch %dx%dx%d",
+                       (long long)f, (long long)h, (long long)w, c->patch[0], c->patch[1], c->patch[2]);
+    const int64_t grid[3] = {f / c->patch[0], h / c->patch[1], w / c->patch[2]};
+    for (int a = 0; a < 3; a++)
+        if (grid[a] > c->rope_max_seq_len)
+            return err_set(ERR_SHAPE, "latents: grid extent %lld exceeds the model's %lld RoPE positions",
+                           (long long)grid[a], (long long)c->rope_max_seq_len);
+    const int64_t cond_c = c->in_channels - lat_c;
+    if (cond_c > 0) {
+        const int64_t want[4] = {cond_c, f, h, w};
+        if (!in->condition.data)
+            return err_set(ERR_MISSING, "condition: this model takes %lld input channels; the %lld beyond the latents "
+                                        "must be given as 'condition' [%lld, F, H, W]",
+                           (long long)c->in_channels, (long long)cond_c, (long long)cond_c);
+        if (!tensor_has_shape(&in->condition, 4, want))
+            return err_set(ERR_SHAPE, "condition: expected [%lld, %lld, %lld, %lld], found %s", (long long)cond_c,
+                           (long long)f, (long long)h, (long long)w, tensor_shape_str(s, sizeof s, &in->condition));
+    } else if (in->condition.data) {
+        return err_set(ERR_UNEXPECTED, "condition: this model takes only the %lld latent channels", (long long)lat_c);
+    }
+    const struct tensor *ts = &in->timesteps;
+    if (ts->ndim != 1 || (ts->shape[0] != f && ts->shape[0] != 1))
+        return err_set(ERR_SHAPE, "timesteps: expected [%lld] (one per latent frame) or [1], found %s", (long long)f,
+                       tensor_shape_str(s, sizeof s, ts));
+    const float *tv = ts->data;
+    for (int64_t i = 0; i < ts->shape[0]; i++)
+        if (!isfinite(tv[i]))
+            return err_set(ERR_FORMAT, "timesteps: entry %lld is not a finite number", (long long)i);
+    const struct tensor *ctxt = &in->context;
+    if (ctxt->ndim != 2 || ctxt->shape[1] != c->text_dim || ctxt->shape[0] < 1)
+        return err_set(ERR_SHAPE, "context: expected [L, %lld] with L >= 1, found %s", (long long)c->text_dim,
+                       tensor_shape_str(s, sizeof s, ctxt));
+    int64_t ni = 0;
+    if (c->has_image) {
+        if (!in->clip.data) return err_set(ERR_MISSING, "clip_features: required by this image-to-video model");
+        if (in->clip.ndim != 2 || in->clip.shape[1] != c->image_dim || in->clip.shape[0] < 1)
+            return err_set(ERR_SHAPE, "clip_features: expected [N, %lld], found %s", (long long)c->image_dim,
+                           tensor_shape_str(s, sizeof s, &in->clip));
+        if (c->pos_embed_seq_len && in->clip.shape[0] != c->pos_embed_seq_len)
+            return err_set(ERR_SHAPE, "clip_features: this model's image position embedding needs %lld rows, found %lld",
+                           (long long)c->pos_embed_seq_len, (long long)in->clip.shape[0]);
+        ni = in->clip.shape[0];
+    } else if (in->clip.data) {
+        return err_set(ERR_UNEXPECTED, "clip_features: this text-to-video model has no image branch");
+    }
+    if (in->fps_code < -1 || in->fps_code > 1)
+        return err_set(ERR_INVALID_ARG, "fps: must be 0 (16 fps) or 1 (any other rate), got %d", in->fps_code);
+    if (in->causal_block_size < 0)
+        return err_set(ERR_INVALID_ARG, "causal block size must be >= 1, got %d", in->causal_block_size);
+    if (in->causal_block_size > 0 && grid[0] % in->causal_block_size != 0)
+        return err_set(ERR_INVALID_ARG, "causal block size %d does not divide the %lld latent frames",
+                       in->causal_block_size, (long long)grid[0]);
+    sh->frames = f, sh->height = h, sh->width = w;
+    sh->context_len = ctxt->shape[0];
+    sh->image_len = ni;
+    sh->timestep_rows = ts->shape[0];
+    return ERR_OK;
+}
+
+/* ------------------------------------------------------------------------------------------------
+ * Workspace: every activation of one forward, carved from one arena
+ * ---------------------------------------------------------------------------------------------- */
+
+enum { FFN_CHUNK_ROWS = 8192 }; /* FFN hidden activations are computed this many tokens at a time */
+
+struct wan_dit_bufs {
+    int64_t l, hp, wp, g, ni, lc, ffn_rows;
+    struct tensor lat_in;   /* [Cin, F, H, W] latents (+ condition) on the device */
+    struct tensor patches;  /* [L, Cin pt ph pw] */
+    struct tensor x;        /* [L, D] residual stream */
+    struct tensor u;        /* [L, D] normed input / projection output */
+    struct tensor qkv;      /* [L, 3D] */
+    struct tensor attn;     /* [L, D] attention / FFN output */
+    struct tensor hidden;   /* [ffn_rows, Fd] */
+    struct tensor ctx_in;   /* [Lc, text_dim] */
+    struct tensor ctx;      /* [Ni + Lc, D] embedded context (image rows first) */
+    struct tensor ctx_tmp;  /* [Lc, D] */
+    struct tensor ck, cv;   /* [Lc, D] cross-attention keys/values */
+    struct tensor clip_in;  /* [Ni, image_dim] */
+    struct tensor img_a, img_b; /* [Ni, image_dim] */
+    struct tensor ik, iv;   /* [Ni, D] */
+    struct tensor tsteps;   /* [G] */
+    struct tensor sinus;    /* [G, freq_dim] */
+    struct tensor e;        /* [G, D] time embedding */
+    struct tensor tmp;      /* [G, D] */
+    struct tensor e0;       /* [G, 6D] time projection (+ fps) */
+    struct tensor mods;     /* [G, 6D] per-block modulation */
+    struct tensor fps_a;    /* [1, D] */
+    struct tensor fps_b;    /* [1, 6D] */
+    struct tensor head_mod; /* [G, 2D] */
+    struct tensor out_tok;  /* [L, Cout pt ph pw] */
+    struct tensor out;      /* [Cout, F, H, W] */
+};
+
+static struct tensor ws_tensor(struct arena *a, int ndim, const int64_t *shape) {
+    struct tensor t = tensor_make(DTYPE_F32, DEVICE_CPU, NULL, ndim, shape);
+    t.data = arena_alloc(a, tensor_nbytes(&t) ? tensor_nbytes(&t) : 4);
+    return t;
+}
+#define WS2(a, n0, n1) ws_tensor((a), 2, (int64_t[]){(n0), (n1)})
+
+/* Carve every buffer from arena a (a measuring arena only counts). */
+static void ws_carve(struct arena *a, const struct wan_config *c, const struct wan_dit_shape *sh,
+                     struct wan_dit_bufs *b) {
+    memset(b, 0, sizeof *b);
+    const int64_t d = c->dim, pp = (int64_t)c->patch[0] * c->patch[1] * c->patch[2];
+    b->hp = sh->height / c->patch[1];
+    b->wp = sh->width / c->patch[2];
+    b->l = sh->frames / c->patch[0] * b->hp * b->wp;
+    b->g = sh->timestep_rows;
+    b->ni = sh->image_len;
+    b->lc = sh->context_len;
+    b->ffn_rows = b->l < FFN_CHUNK_ROWS ? b->l : FFN_CHUNK_ROWS;
+    b->lat_in = ws_tensor(a, 4, (int64_t[]){c->in_channels, sh->frames, sh->height, sh->width});
+    b->patches = WS2(a, b->l, c->in_channels * pp);
+    b->x = WS2(a, b->l, d);
+    b->u = WS2(a, b->l, d);
+    b->qkv = WS2(a, b->l, 3 * d);
+    b->attn = WS2(a, b->l, d);
+    b->hidden = WS2(a, b->ffn_rows, c->ffn_dim);
+    b->ctx_in = WS2(a, b->lc, c->text_dim);
+    b->ctx = WS2(a, b->ni + b->lc, d);
+    b->ctx_tmp = WS2(a, b->lc, d);
+    b->ck = WS2(a, b->lc, d);
+    b->cv = WS2(a, b->lc, d);
+    if (b->ni) {
+        b->clip_in = WS2(a, b->ni, c->image_dim);
+        b->img_a = WS2(a, b->ni, c->image_dim);
+        b->img_b = WS2(a, b->ni, c->image_dim);
+        b->ik = WS2(a, b->ni, d);
+        b->iv = WS2(a, b->ni, d);
+    }
+    b->tsteps = ws_tensor(a, 1, (int64_t[]){b->g});
+    b->sinus = WS2(a, b->g, c->freq_dim);
+    b->e = WS2(a, b->g, d);
+    b->tmp = WS2(a, b->g, d);
+    b->e0 = WS2(a, b->g, 6 * d);
+    b->mods = WS2(a, b->g, 6 * d);
+    b->fps_a = WS2(a, 1, d);
+    b->fps_b = WS2(a, 1, 6 * d);
+    b->head_mod = WS2(a, b->g, 2 * d);
+    b->out_tok = WS2(a, b->l, c->out_channels * pp);
+    b->out = ws_tensor(a, 4, (int64_t[]){c->out_channels, sh->frames, sh->height, sh->width});
+}
+
+size_t wan_dit_workspace_bytes(const struct wan_model *m, const struct wan_dit_shape *shape) {
+    struct arena a;
+    arena_init_measure(&a, "activations");
+    struct wan_dit_bufs b;
+    ws_carve(&a, &m->cfg, shape, &b);
+    return a.used;
+}
+
+int wan_dit_workspace_init(struct wan_dit_workspace *ws, const struct wan_model *m, const struct wan_dit_shape *shape) {
+    memset(ws, 0, sizeof *ws);
+    ws->shape = *shape;
+    ws->bufs = calloc(1, sizeof *ws->bufs);
+    if (!ws->bufs) return err_set(ERR_NOMEM, "out of memory");
+    int rc = arena_init(&ws->arena, "activations", wan_dit_workspace_bytes(m, shape));
+    if (rc < 0) {
+        free(ws->bufs);
+        ws->bufs = NULL;
+        return rc;
+    }
+    ws_carve(&ws->arena, &m->cfg, shape, ws->bufs);
+    return ERR_OK;
+}
+
+void wan_dit_workspace_free(struct wan_dit_workspace *ws) {
+    arena_free(&ws->arena);
+    free(ws->bufs);
+    ws->bufs = NULL;
+}
+
+/* ------------------------------------------------------------------------------------------------
+ * Forward
+ * ---------------------------------------------------------------------------------------------- */
+
+/* Column block [col0, col0 + n) of a rows tensor. */
+static struct tensor cols(const struct tensor *t, int64_t col0, int64_t n) { return tensor_narrow(t, 1, col0, n); }
+static struct tensor rows(const struct tensor *t, int64_t row0, int64_t n) { return tensor_narrow(t, 0, row0, n); }
+/* A 1-D or [1, 6, D]-like parameter seen as one flat row [n]. */
+static struct tensor flat(const struct tensor *t) { return tensor_reshape(t, 1, (int64_t[]){tensor_numel(t)}); }
+
+/* Time embedding e [G, D] and projection e0 [G, 6D] (+ fps), spec 3.4. */
+static void time_embedding(const struct wan_model *m, const struct exec_ctx *ctx, struct wan_dit_bufs *b, int fps_code) {
+    const struct wan_weights *w = &m->w;
+    op_timestep_sinusoid(ctx, &b->sinus, &b->tsteps);
+    op_linear(ctx, &b->tmp, &b->sinus, &w->time1_w, &w->time1_b);
+    op_silu(ctx, &b->tmp, &b->tmp);
+    op_linear(ctx, &b->e, &b->tmp, &w->time2_w, &w->time2_b);
+    op_silu(ctx, &b->tmp, &b->e);
+    op_linear(ctx, &b->e0, &b->tmp, &w->tproj_w, &w->tproj_b);
+    if (m->cfg.inject_sample_info) {
+        struct tensor g = rows(&w->fps_emb, fps_code, 1); /* [1, D] */
+        op_linear(ctx, &b->fps_a, &g, &w->fps1_w, &w->fps1_b);
+        op_silu(ctx, &b->fps_a, &b->fps_a);
+        op_linear(ctx, &b->fps_b, &b->fps_a, &w->fps2_w, &w->fps2_b);
+        struct tensor fps_row = tensor_row(&b->fps_b, 0);
+        op_add_row(ctx, &b->e0, &b->e0, &fps_row); /* added to e0 only, not e */
+    }
+}
+
+/* Embedded context [Ni + Lc, D]: image tokens (I2V) first, then text (spec 3.5). */
+static void context_embedding(const struct wan_model *m, const struct exec_ctx *ctx, struct wan_dit_bufs *b) {
+    const struct wan_weights *w = &m->w;
+    struct tensor txt = rows(&b->ctx, b->ni, b->lc);
+    op_linear(ctx, &b->ctx_tmp, &b->ctx_in, &w->text1_w, &w->text1_b);
+    op_gelu_tanh(ctx, &b->ctx_tmp, &b->ctx_tmp);
+    op_linear(ctx, &txt, &b->ctx_tmp, &w->text2_w, &w->text2_b);
+    if (b->ni) { /* MLPProj: LN(1e-5) -> Linear -> GELU(erf) -> Linear -> LN(1e-5) */
+        struct tensor img = rows(&b->ctx, 0, b->ni);
+        if (m->cfg.pos_embed_seq_len) {
+            struct tensor pos = tensor_reshape(&w->img_pos, 2, (int64_t[]){b->ni, m->cfg.image_dim});
+            op_gated_add(ctx, &b->clip_in, &pos, NULL, 1, 0);
+        }
+        op_layernorm(ctx, &b->img_a, &b->clip_in, &w->img_n1_w, &w->img_n1_b, 1e-5f);
+        op_linear(ctx, &b->img_b, &b->img_a, &w->img_ff1_w, &w->img_ff1_b);
+        op_gelu_erf(ctx, &b->img_b, &b->img_b);
+        op_linear(ctx, &img, &b->img_b, &w->img_ff2_w, &w->img_ff2_b);
+        op_layernorm(ctx, &img, &img, &w->img_n2_w, &w->img_n2_b, 1e-5f);
+    }
+}
+
+static void block_forward(const struct wan_model *m, const struct exec_ctx *ctx, struct wan_dit_bufs *b,
+                          const struct wan_block_weights *bw, const int64_t grid[3], int64_t group,
+                          const struct attn_causal *causal) {
+    const struct wan_config *c = &m->cfg;
+    const int64_t d = c->dim;
+    const int heads = (int)c->num_heads;
+    const float eps = (float)c->eps, att_scale = 1.0f / sqrtf((float)c->head_dim);
+
+    /* modulation table m = block modulation + e0, [G, 6, D] as [G, 6D] (spec 3.6) */
+    struct tensor mod_row = flat(&bw->modulation);
+    op_add_row(ctx, &b->mods, &b->e0, &mod_row);
+    struct tensor shift_sa = cols(&b->mods, 0, d), scale_sa = cols(&b->mods, d, d), gate_sa = cols(&b->mods, 2 * d, d);
+    struct tensor shift_ff = cols(&b->mods, 3 * d, d), scale_ff = cols(&b->mods, 4 * d, d),
+                  gate_ff = cols(&b->mods, 5 * d, d);
+    struct tensor q = cols(&b->qkv, 0, d), k = cols(&b->qkv, d, d), v = cols(&b->qkv, 2 * d, d);
+
+    /* 1-3: self-attention */
+    op_norm_modulate(ctx, &b->u, &b->x, &shift_sa, &scale_sa, group, 0, eps);
+    op_linear(ctx, &q, &b->u, &bw->sa_q_w, &bw->sa_q_b);
+    op_linear(ctx, &k, &b->u, &bw->sa_k_w, &bw->sa_k_b);
+    op_linear(ctx, &v, &b->u, &bw->sa_v_w, &bw->sa_v_b);
+    op_rmsnorm(ctx, &q, &q, &bw->sa_norm_q, eps); /* across all heads (width D) */
+    op_rmsnorm(ctx, &k, &k, &bw->sa_norm_k, eps);
+    op_rope3d(ctx, &q, heads, grid, 0, &m->rope_freqs, m->rope_split);
+    op_rope3d(ctx, &k, heads, grid, 0, &m->rope_freqs, m->rope_split);
+    op_attention(ctx, &b->attn, &q, &k, &v, heads, att_scale, causal, false);
+    op_linear(ctx, &b->u, &b->attn, &bw->sa_o_w, &bw->sa_o_b);
+    op_gated_add(ctx, &b->x, &b->u, &gate_sa, group, 0);
+
+    /* 4: cross-attention (no modulation, no RoPE, no mask) */
+    const struct tensor *c_in = &b->x;
+    if (c->cross_attn_norm) {
+        op_layernorm(ctx, &b->u, &b->x, &bw->ca_norm_w, &bw->ca_norm_b, eps);
+        c_in = &b->u;
+    }
+    op_linear(ctx, &q, c_in, &bw->ca_q_w, &bw->ca_q_b);
+    op_rmsnorm(ctx, &q, &q, &bw->ca_norm_q, eps);
+    struct tensor txt = rows(&b->ctx, b->ni, b->lc);
+    op_linear(ctx, &b->ck, &txt, &bw->ca_k_w, &bw->ca_k_b);
+    op_rmsnorm(ctx, &b->ck, &b->ck, &bw->ca_norm_k, eps);
+    op_linear(ctx, &b->cv, &txt, &bw->ca_v_w, &bw->ca_v_b);
+    op_attention(ctx, &b->attn, &q, &b->ck, &b->cv, heads, att_scale, NULL, false);
+    if (b->ni) { /* image tokens: separate keys/values, summed before the output projection */
+        struct tensor img = rows(&b->ctx, 0, b->ni);
+        op_linear(ctx, &b->ik, &img, &bw->ca_img_k_w, &bw->ca_img_k_b);
+        op_rmsnorm(ctx, &b->ik, &b->ik, &bw->ca_img_norm_k, eps);
+        op_linear(ctx, &b->iv, &img, &bw->ca_img_v_w, &bw->ca_img_v_b);
+        op_attention(ctx, &b->attn, &q, &b->ik, &b->iv, heads, att_scale, NULL, true);
+    }
+    op_linear(ctx, &b->u, &b->attn, &bw->ca_o_w, &bw->ca_o_b);
+    op_gated_add(ctx, &b->x, &b->u, NULL, 1, 0);
+
+    /* 5: feed-forward, in chunks of tokens to bound the hidden activations */
+    op_norm_modulate(ctx, &b->u, &b->x, &shift_ff, &scale_ff, group, 0, eps);
+    for (int64_t r0 = 0; r0 < b->l; r0 += b->ffn_rows) {
+        const int64_t n = b->l - r0 < b->ffn_rows ? b->l - r0 : b->ffn_rows;
+        struct tensor u_part = rows(&b->u, r0, n), out_part = rows(&b->attn, r0, n), hid = rows(&b->hidden, 0, n);
+        op_linear(ctx, &hid, &u_part, &bw->ffn1_w, &bw->ffn1_b);
+        op_gelu_tanh(ctx, &hid, &hid);
+        op_linear(ctx, &out_part, &hid, &bw->ffn2_w, &bw->ffn2_b);
+    }
+    op_gated_add(ctx, &b->x, &b->attn, &gate_ff, group, 0);
+}
+
+void wan_dit_forward(const struct wan_model *m, const struct exec_ctx *ctx, struct wan_dit_workspace *ws,
+                     const struct wan_dit_input *in, struct tensor *out) {
+    const struct wan_config *c = &m->cfg;
+    const struct wan_weights *w = &m->w;
+    struct wan_dit_bufs *b = ws->bufs;
+    const struct wan_dit_shape *sh = &ws->shape;
+    const int64_t d = c->dim;
+    CHECK(in->latents.shape[1] == sh->frames && in->latents.shape[2] == sh->height &&
+              in->latents.shape[3] == sh->width && in->context.shape[0] == sh->context_len &&
+              in->timesteps.shape[0] == sh->timestep_rows,
+          "forward input does not match the workspace shape");
+    const int64_t grid[3] = {sh->frames / c->patch[0], b->hp, b->wp};
+    /* per-frame tables are indexed by token / tokens-per-frame; the scalar path has one row for all */
+    const int64_t group = sh->timestep_rows == 1 ? b->l : b->hp * b->wp;
+    const int fps_code = in->fps_code < 0 ? 1 : in->fps_code;
+
+    /* inputs to the device */
+    const int64_t lat_c = c->out_channels, plane = sh->frames * sh->height * sh->width;
+    struct tensor lat_all = tensor_reshape(&b->lat_in, 2, (int64_t[]){c->in_channels, plane});
+    struct tensor lat_dst = rows(&lat_all, 0, lat_c);
+    op_upload(ctx, &lat_dst, &(struct tensor){.dtype = DTYPE_F32, .device = DEVICE_CPU, .ndim = 2,
+                                              .shape = {lat_c, plane}, .stride = {plane, 1}, .data = in->latents.data});
+    if (c->in_channels > lat_c) {
+        struct tensor cond_dst = rows(&lat_all, lat_c, c->in_channels - lat_c);
+        struct tensor cond_src = tensor_reshape(&in->condition, 2, (int64_t[]){c->in_channels - lat_c, plane});
+        op_upload(ctx, &cond_dst, &cond_src);
+    }
+    op_upload(ctx, &b->tsteps, &in->timesteps);
+    op_upload(ctx, &b->ctx_in, &in->context);
+    if (b->ni) op_upload(ctx, &b->clip_in, &in->clip);
+
+    /* embeddings */
+    op_patchify(ctx, &b->patches, &b->lat_in, c->patch);
+    struct tensor patch_w = tensor_reshape(&w->patch_w, 2, (int64_t[]){d, w->patch_w.shape[1] * c->patch[0] * c->patch[1] * c->patch[2]});
+    op_linear(ctx, &b->x, &b->patches, &patch_w, &w->patch_b);
+    time_embedding(m, ctx, b, fps_code);
+    context_embedding(m, ctx, b);
+
+    /* blocks */
+    struct attn_causal causal = {.tokens_per_frame = b->hp * b->wp,
+                                 .frames_per_block = in->causal_block_size,
+                                 .q_token_offset = 0,
+                                 .k_token_offset = 0};
+    for (int64_t i = 0; i < c->num_layers; i++)
+        block_forward(m, ctx, b, &w->blocks[i], grid, group, in->causal_block_size > 0 ? &causal : NULL);
+
+    /* head (spec 3.7): shift/scale = head modulation + e (not e0) */
+    struct tensor hm = tensor_reshape(&w->head_mod, 2, (int64_t[]){2, d});
+    struct tensor hm_shift = tensor_row(&hm, 0), hm_scale = tensor_row(&hm, 1);
+    struct tensor shift = cols(&b->head_mod, 0, d), scale = cols(&b->head_mod, d, d);
+    op_add_row(ctx, &shift, &b->e, &hm_shift);
+    op_add_row(ctx, &scale, &b->e, &hm_scale);
+    op_norm_modulate(ctx, &b->u, &b->x, &shift, &scale, group, 0, (float)c->eps);
+    op_linear(ctx, &b->out_tok, &b->u, &w->head_w, &w->head_b);
+    op_unpatchify(ctx, &b->out, &b->out_tok, c->patch);
+    op_download(ctx, out, &b->out);
+}
+
+double wan_dit_flops(const struct wan_config *c, const struct wan_dit_shape *sh, int causal_block_size) {
+    const double d = (double)c->dim, fd = (double)c->ffn_dim;
+    const double hp = (double)(sh->height / c->patch[1]), wp = (double)(sh->width / c->patch[2]);
+    const double f = (double)(sh->frames / c->patch[0]);
+    const double l = f * hp * wp, lc = (double)sh->context_len, ni = (double)sh->image_len;
+    const double pp = (double)c->patch[0] * c->patch[1] * c->patch[2];
+    /* visible key count summed over queries: full = L^2; block-causal = sum over blocks */
+    double pairs = l * l;
+    if (causal_block_size > 0) {
+        const double tpb = hp * wp * causal_block_size, nb = f / causal_block_size;
+        pairs = 0;
+        for (double bi = 0; bi < nb; bi++) pairs += tpb * tpb * (bi + 1);
+    }
+    double per_block = 2 * l * d * d * 4             /* q k v o */
+                       + 4 * pairs * d               /* q k^T and p v */
+                       + 2 * l * d * d * 2           /* cross q, o */
+                       + 2 * lc * d * d * 2          /* cross k, v */
+                       + 4 * l * lc * d              /* cross attention */
+                       + 2 * l * d * fd * 2;         /* FFN */
+    if (c->has_image) per_block += 2 * ni * d * d * 2 + 4 * l * ni * d;
+    double total = (double)c->num_layers * per_block;
+    total += 2 * l * d * c->in_channels * pp;                 /* patch embedding */
+    total += 2 * lc * d * (double)c->text_dim + 2 * lc * d * d; /* text embedding */
+    total += 2 * l * d * c->out_channels * pp;                /* head */
+    return total;
+}
