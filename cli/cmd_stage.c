@@ -1,0 +1,131 @@
+/* cli/cmd_stage.c - `reelfarm dit-forward` and `reelfarm bench`. */
+#include <getopt.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "cli/args.h"
+#include "core/error.h"
+#include "worker/worker.h"
+
+static const char dit_forward_help[] =
+    "Usage: reelfarm dit-forward --model DIR --in IN.h5 --out OUT.h5 [options]\n"
+    "\n"
+    "One forward pass of the Wan DiT (spec section 3) on the CPU in float32.\n"
+    "\n"
+    "IN.h5 datasets:\n"
+    "  latents        float32 [16, F, H, W]  noisy latents (H, W: latent size, even)\n"
+    "  timesteps      float32 [F] (one per latent frame, diffusion forcing) or [1]\n"
+    "  context        float32 [L, text_dim]  text-encoder output (padding rows included)\n"
+    "  condition      float32 [Cin-16, F, H, W]  image-to-video models only\n"
+    "  clip_features  float32 [N, image_dim]     image-to-video models only\n"
+    "  fps            integer 0 (16 fps) or 1 (other rates); models with an fps embedding (default 1)\n"
+    "OUT.h5 gets noise_pred float32 [16, F, H, W] (the flow prediction).\n"
+    "\n"
+    "Options:\n"
+    "  --model DIR              model directory (Diffusers or original SkyReels layout)\n"
+    "  --in IN.h5               input tensors\n"
+    "  --out OUT.h5             output file (written atomically; never overwritten without --force)\n"
+    "  --causal-block-size N    block-causal self-attention over blocks of N latent frames (default: full)\n"
+    "  --threads N              CPU threads (default: all cores)\n"
+    "  --force                  replace OUT.h5 if it exists\n";
+
+int cmd_dit_forward(int argc, char **argv) {
+    static const struct option longopts[] = {
+        {"model", required_argument, 0, 'm'}, {"in", required_argument, 0, 'i'},
+        {"out", required_argument, 0, 'o'},   {"causal-block-size", required_argument, 0, 'c'},
+        {"threads", required_argument, 0, 't'}, {"force", no_argument, 0, 'f'},
+        {"help", no_argument, 0, 'h'},        {0, 0, 0, 0}};
+    struct dit_forward_options o = {0};
+    static const char cmd[] = "dit-forward";
+    optind = 0;
+    opterr = 0;
+    int ch;
+    while ((ch = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
+        switch (ch) {
+        case 'm': o.model_dir = optarg; break;
+        case 'i': o.in_path = optarg; break;
+        case 'o': o.out_path = optarg; break;
+        case 'c':
+            if (arg_int("--causal-block-size", optarg, 1, 1 << 20, &o.causal_block_size) < 0)
+                return usage_error(cmd, "%s", err_message());
+            break;
+        case 't':
+            if (arg_int("--threads", optarg, 1, 4096, &o.threads) < 0) return usage_error(cmd, "%s", err_message());
+            break;
+        case 'f': o.force = true; break;
+        case 'h': fputs(dit_forward_help, stdout); return 0;
+        case ':': return usage_error(cmd, "option '%s' needs a value", argv[optind - 1]);
+        default: return usage_error(cmd, "unknown option '%s'", argv[optind - 1]);
+        }
+    }
+    if (optind < argc) return usage_error(cmd, "unexpected argument '%s'", argv[optind]);
+    if (!o.model_dir || !o.in_path || !o.out_path) return usage_error(cmd, "--model, --in and --out are required");
+    return worker_dit_forward(&o) < 0 ? run_error() : 0;
+}
+
+static const char bench_help[] =
+    "Usage: reelfarm bench [options]\n"
+    "\n"
+    "Times DiT forwards with random weights and random inputs (nothing is downloaded) and prints one\n"
+    "key=value line: seconds per forward, GFLOP/s from the FLOP count of the spec shapes, memory.\n"
+    "\n"
+    "Options:\n"
+    "  --model-size tiny|1.3b|14b   preset of spec section 1 (default 1.3b)\n"
+    "  --layers N                   override the number of blocks (e.g. 2 for a quick run)\n"
+    "  --heads N / --ffn N          override heads (width = heads x 128) and FFN width\n"
+    "  --resolution 540p|720p|WxH   video size in pixels (default 540p = 960x544)\n"
+    "  --frames N                   video frames, 4k+1 (default 5 = 2 latent frames)\n"
+    "  --text-len N                 context rows (default 512)\n"
+    "  --causal-block-size N        block-causal self-attention\n"
+    "  --repeat N / --warmup N      timed and untimed forwards (default 3 / 1)\n"
+    "  --threads N                  CPU threads (default: all cores)\n"
+    "  --backend cpu|cuda           (default cpu)\n"
+    "  --seed S                     weights and inputs seed (default 0)\n";
+
+int cmd_bench(int argc, char **argv) {
+    static const struct option longopts[] = {
+        {"model-size", required_argument, 0, 'M'}, {"layers", required_argument, 0, 'L'},
+        {"heads", required_argument, 0, 'H'},      {"ffn", required_argument, 0, 'F'},
+        {"resolution", required_argument, 0, 'r'}, {"frames", required_argument, 0, 'n'},
+        {"text-len", required_argument, 0, 'T'},   {"causal-block-size", required_argument, 0, 'c'},
+        {"repeat", required_argument, 0, 'R'},     {"warmup", required_argument, 0, 'W'},
+        {"threads", required_argument, 0, 't'},    {"backend", required_argument, 0, 'b'},
+        {"seed", required_argument, 0, 's'},       {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0}};
+    static const char cmd[] = "bench";
+    struct bench_options o = {.model_size = "1.3b", .pixel_frames = 5, .height = 544, .width = 960,
+                              .text_len = 512, .repeat = 3, .warmup = 1, .backend = BACKEND_CPU};
+    optind = 0;
+    opterr = 0;
+    int ch, rc = 0;
+    while ((ch = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
+        switch (ch) {
+        case 'M': o.model_size = optarg; break;
+        case 'L': rc = arg_i64("--layers", optarg, 1, 1000, &o.layers); break;
+        case 'H': rc = arg_i64("--heads", optarg, 1, 1000, &o.heads); break;
+        case 'F': rc = arg_i64("--ffn", optarg, 1, 1 << 20, &o.ffn_dim); break;
+        case 'r': rc = arg_resolution("--resolution", optarg, &o.width, &o.height); break;
+        case 'n': rc = arg_i64("--frames", optarg, 1, 100000, &o.pixel_frames); break;
+        case 'T': rc = arg_i64("--text-len", optarg, 1, 1 << 20, &o.text_len); break;
+        case 'c': rc = arg_int("--causal-block-size", optarg, 1, 1 << 20, &o.causal_block_size); break;
+        case 'R': rc = arg_int("--repeat", optarg, 1, 100000, &o.repeat); break;
+        case 'W': rc = arg_int("--warmup", optarg, 0, 100000, &o.warmup); break;
+        case 't': rc = arg_int("--threads", optarg, 1, 4096, &o.threads); break;
+        case 's': rc = arg_u64("--seed", optarg, &o.seed); break;
+        case 'b':
+            if (!strcmp(optarg, "cpu"))
+                o.backend = BACKEND_CPU;
+            else if (!strcmp(optarg, "cuda"))
+                o.backend = BACKEND_CUDA;
+            else
+                return usage_error(cmd, "--backend: expected cpu or cuda, got '%s'", optarg);
+            break;
+        case 'h': fputs(bench_help, stdout); return 0;
+        case ':': return usage_error(cmd, "option '%s' needs a value", argv[optind - 1]);
+        default: return usage_error(cmd, "unknown option '%s'", argv[optind - 1]);
+        }
+        if (rc < 0) return usage_error(cmd, "%s", err_message());
+    }
+    if (optind < argc) return usage_error(cmd, "unexpected argument '%s'", argv[optind]);
+    return worker_bench(&o) < 0 ? run_error() : 0;
+}

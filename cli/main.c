@@ -1,0 +1,64 @@
+/* cli/main.c - the `reelfarm` command: subcommand dispatch.
+ *
+ * Exit status: 0 success, 1 bad input or a failed run (one "reelfarm: error: ..." line),
+ * 2 usage error, 70 internal error (FATAL line with rank and location).
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli/args.h"
+#include "core/log.h"
+#include "kernels/ops.h"
+#include "parallel/par_runtime.h"
+
+struct subcommand {
+    const char *name;
+    int (*run)(int argc, char **argv);
+    const char *summary;
+};
+
+static const struct subcommand subcommands[] = {
+    {"dit-forward", cmd_dit_forward, "one DiT forward: latents, timesteps, context (HDF5) -> noise_pred (HDF5)"},
+    {"make-tiny-model", cmd_make_tiny_model, "write the built-in tiny random model (Diffusers or original layout)"},
+    {"inspect", cmd_inspect, "describe a model directory, safetensors file or HDF5 file"},
+    {"bench", cmd_bench, "time DiT forwards with random weights at a given model size and resolution"},
+};
+
+static void print_help(FILE *out) {
+    fprintf(out,
+            "reelfarm %s - distributed renderer for SkyReels-V2 diffusion-forcing video models\n\n"
+            "Usage: reelfarm <command> [options]     (reelfarm <command> --help for details)\n\nCommands:\n",
+            REELFARM_VERSION);
+    for (size_t i = 0; i < sizeof subcommands / sizeof subcommands[0]; i++)
+        fprintf(out, "  %-16s %s\n", subcommands[i].name, subcommands[i].summary);
+    fprintf(out,
+            "\nEnvironment: REELFARM_LOG_LEVEL=error|warn|info|debug (default info); OMP_NUM_THREADS.\n"
+            "CUDA backend compiled in: %s.\n",
+            backend_cuda_compiled() ? "yes" : "no");
+}
+
+int main(int argc, char **argv) {
+    log_init_from_env();
+    if (argc < 2) {
+        print_help(stderr);
+        return EXIT_USAGE;
+    }
+    const char *name = argv[1];
+    if (!strcmp(name, "-h") || !strcmp(name, "--help") || !strcmp(name, "help")) {
+        print_help(stdout);
+        return 0;
+    }
+    if (!strcmp(name, "--version") || !strcmp(name, "version")) {
+        printf("reelfarm %s (cuda backend: %s)\n", REELFARM_VERSION, backend_cuda_compiled() ? "compiled" : "absent");
+        return 0;
+    }
+    for (size_t i = 0; i < sizeof subcommands / sizeof subcommands[0]; i++) {
+        if (strcmp(name, subcommands[i].name) != 0) continue;
+        par_init(&argc, &argv, PAR_AUTO);
+        int rc = subcommands[i].run(argc - 1, argv + 1);
+        par_finalize();
+        return rc;
+    }
+    fprintf(stderr, "reelfarm: unknown command '%s' (see 'reelfarm --help')\n", name);
+    return EXIT_USAGE;
+}

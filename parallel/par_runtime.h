@@ -1,0 +1,34 @@
+/* parallel/par_runtime.h - process start-up under MPI and the job-wide abort path.
+ *
+ * par_init() initialises MPI when the process was started by a launcher (mpirun, srun, or any
+ * PMI/PMIx environment) and leaves a plain command-line run free of MPI otherwise. It records the
+ * rank and world size in core/process.h for log lines and error messages, sets MPI_ERRORS_RETURN
+ * so MPI_CHECK sees failures, and registers the abort hook that makes die_at() on any rank call
+ * MPI_Abort(MPI_COMM_WORLD): one failing rank takes the whole job down instead of leaving the
+ * others blocked in a collective. The communicator interface of the distributed issue builds on
+ * this file.
+ */
+#ifndef REELFARM_PARALLEL_PAR_RUNTIME_H
+#define REELFARM_PARALLEL_PAR_RUNTIME_H
+
+#include <stdbool.h>
+
+enum par_mode {
+    PAR_AUTO = 0,   /* MPI only when a launcher environment is present */
+    PAR_FORCE = 1,  /* always MPI_Init (singleton if not launched) */
+    PAR_NONE = 2,   /* never */
+};
+
+/* Returns 0; MPI failures at start-up are fatal. */
+int par_init(int *argc, char ***argv, enum par_mode mode);
+/* MPI_Finalize when par_init started MPI. */
+void par_finalize(void);
+bool par_active(void);
+int par_rank(void);
+int par_world(void);
+/* True if the environment shows an MPI launcher (Open MPI, PMI, PMIx, Slurm step). */
+bool par_launched(void);
+/* Barrier over MPI_COMM_WORLD (no-op without MPI). */
+void par_barrier(void);
+
+#endif /* REELFARM_PARALLEL_PAR_RUNTIME_H */

@@ -1,0 +1,117 @@
+/* worker/dit_forward.c - `reelfarm dit-forward`: one DiT forward from an HDF5 input (spec 3).
+ *
+ * IN.h5: latents f32 [16, F, H, W]; timesteps f32 [F] or [1]; context f32 [Lc, text_dim];
+ * I2V models also condition f32 [Cin - 16, F, H, W] and clip_features f32 [Ni, image_dim];
+ * optional integer fps (0 or 1). OUT.h5: noise_pred f32 [16, F, H, W] and provenance attributes.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/error.h"
+#include "core/log.h"
+#include "core/timer.h"
+#include "io/fs.h"
+#include "io/h5io.h"
+#include "model/wan_dit.h"
+#include "worker/worker.h"
+
+static int read_optional_f32(struct h5_file *f, const char *name, struct tensor *t) {
+    memset(t, 0, sizeof *t);
+    return h5_has(f, name) ? h5_read_f32(f, name, t) : ERR_OK;
+}
+
+int worker_dit_forward(const struct dit_forward_options *opt) {
+    struct h5_file *in = NULL, *out = NULL;
+    struct wan_model *m = NULL;
+    struct wan_dit_input x;
+    struct wan_dit_workspace ws;
+    float *pred = NULL;
+    memset(&x, 0, sizeof x);
+    memset(&ws, 0, sizeof ws);
+    int rc;
+
+    /* fail fast on the cheap checks: output path, then input datasets, then the model */
+    if (!opt->force && fs_exists(opt->out_path))
+        return err_set(ERR_EXISTS, "%s already exists; refusing to overwrite it (use --force)", opt->out_path);
+    if (opt->causal_block_size < 0)
+        return err_set(ERR_INVALID_ARG, "--causal-block-size must be >= 1, got %d", opt->causal_block_size);
+    rc = h5_open_read(&in, opt->in_path);
+    if (rc < 0) goto end;
+    static const char *const required[] = {"latents", "timesteps", "context"};
+    for (size_t i = 0; i < 3; i++)
+        if (!h5_has(in, required[i])) {
+            rc = err_set(ERR_MISSING, "%s: no dataset '%s' (dit-forward needs latents, timesteps and context)",
+                         opt->in_path, required[i]);
+            goto end;
+        }
+    if ((rc = h5_read_f32(in, "latents", &x.latents)) < 0 || (rc = h5_read_f32(in, "timesteps", &x.timesteps)) < 0 ||
+        (rc = h5_read_f32(in, "context", &x.context)) < 0 ||
+        (rc = read_optional_f32(in, "condition", &x.condition)) < 0 ||
+        (rc = read_optional_f32(in, "clip_features", &x.clip)) < 0)
+        goto end;
+    x.fps_code = -1;
+    if (h5_has(in, "fps")) {
+        int64_t fps = 0;
+        if ((rc = h5_read_i64_scalar(in, "fps", &fps)) < 0) goto end;
+        if (fps < 0 || fps > 1) {
+            rc = err_set(ERR_INVALID_ARG, "%s: fps must be 0 (16 fps) or 1 (any other rate), got %lld", opt->in_path,
+                         (long long)fps);
+            goto end;
+        }
+        x.fps_code = (int)fps;
+    }
+    x.causal_block_size = opt->causal_block_size;
+
+    double t0 = time_now();
+    if ((rc = wan_model_load(&m, opt->model_dir)) < 0) goto end;
+    const double load_s = time_now() - t0;
+    struct wan_dit_shape shape;
+    if ((rc = wan_dit_check_input(m, &x, &shape)) < 0) {
+        err_wrap("%s: ", opt->in_path);
+        goto end;
+    }
+    if (x.fps_code >= 0 && !m->cfg.inject_sample_info)
+        LOG_INFO("%s: fps is ignored: this model has no fps embedding", opt->in_path);
+    if ((rc = wan_dit_workspace_init(&ws, m, &shape)) < 0) goto end;
+    const int64_t n_out = m->cfg.out_channels * shape.frames * shape.height * shape.width;
+    pred = malloc((size_t)n_out * sizeof(float));
+    if (!pred) {
+        rc = err_set(ERR_NOMEM, "out of memory for the output");
+        goto end;
+    }
+    struct tensor out_t =
+        tensor_make(DTYPE_F32, DEVICE_CPU, pred, 4,
+                    (int64_t[]){m->cfg.out_channels, shape.frames, shape.height, shape.width});
+    struct exec_ctx ctx = exec_ctx_cpu(opt->threads);
+    t0 = time_now();
+    wan_dit_forward(m, &ctx, &ws, &x, &out_t);
+    const double fwd_s = time_now() - t0;
+    const int64_t tokens = shape.frames / m->cfg.patch[0] * (shape.height / m->cfg.patch[1]) *
+                           (shape.width / m->cfg.patch[2]);
+    LOG_INFO("dit-forward tokens=%lld context=%lld causal_block_size=%d load_s=%.3f forward_s=%.3f "
+             "activations_mb=%.1f",
+             (long long)tokens, (long long)shape.context_len, opt->causal_block_size, load_s, fwd_s,
+             (double)ws.arena.size / (1 << 20));
+
+    if ((rc = h5_create(&out, opt->out_path, opt->force)) < 0) goto end;
+    if ((rc = h5_write_f32(out, "noise_pred", pred, 4, out_t.shape)) < 0) goto end;
+    if ((rc = h5_attr_set_str(out, "reelfarm_format", "reelfarm-dit-output")) < 0) goto end;
+    if ((rc = h5_attr_set_i64(out, "reelfarm_format_version", 1)) < 0) goto end;
+    if ((rc = h5_attr_set_str(out, "reelfarm_version", REELFARM_VERSION)) < 0) goto end;
+    if ((rc = h5_attr_set_str(out, "model", opt->model_dir)) < 0) goto end;
+    if ((rc = h5_attr_set_i64(out, "causal_block_size", opt->causal_block_size)) < 0) goto end;
+    if ((rc = h5_attr_set_str(out, "backend", "cpu-f32")) < 0) goto end;
+    rc = h5_commit(&out);
+end:
+    h5_close(&out);
+    h5_close(&in);
+    wan_dit_workspace_free(&ws);
+    wan_model_free(&m);
+    free(x.latents.data);
+    free(x.timesteps.data);
+    free(x.context.data);
+    free(x.condition.data);
+    free(x.clip.data);
+    free(pred);
+    return rc;
+}

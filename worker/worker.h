@@ -1,0 +1,46 @@
+/* worker/worker.h - stage tools: run the model on inputs and write outputs.
+ *
+ * Each tool validates everything it can before heavy work (output path, input datasets, model),
+ * writes its output to a temporary file that is renamed into place only on success, and returns
+ * a recoverable error (core/error.h) with one line naming the file, dataset or flag at fault.
+ */
+#ifndef REELFARM_WORKER_WORKER_H
+#define REELFARM_WORKER_WORKER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "kernels/ops.h"
+
+struct dit_forward_options {
+    const char *model_dir;
+    const char *in_path;
+    const char *out_path;
+    int causal_block_size; /* 0: full attention */
+    int threads;           /* <= 0: all cores */
+    bool force;            /* overwrite an existing output */
+};
+
+/* reelfarm dit-forward: IN.h5 (latents, timesteps, context[, condition, clip_features, fps]) ->
+ * OUT.h5 (noise_pred). Spec section 3. */
+int worker_dit_forward(const struct dit_forward_options *opt);
+
+struct bench_options {
+    const char *model_size;     /* tiny, 1.3b, 14b */
+    int64_t layers;             /* > 0 overrides the preset's layer count */
+    int64_t heads;              /* > 0 overrides */
+    int64_t ffn_dim;            /* > 0 overrides */
+    int64_t pixel_frames;       /* video frames; latent frames = (n - 1) / 4 + 1 */
+    int64_t height, width;      /* pixels (multiples of 16) */
+    int64_t text_len;           /* context rows (512 in the pipelines) */
+    int causal_block_size;
+    int repeat, warmup;
+    int threads;
+    enum backend backend;
+    uint64_t seed;
+};
+
+/* reelfarm bench: time forwards of a random-weight model; prints one key=value line. */
+int worker_bench(const struct bench_options *opt);
+
+#endif /* REELFARM_WORKER_WORKER_H */
