@@ -1,0 +1,109 @@
+#!/usr/bin/env bash
+# tests/cli/test_cli.sh REELFARM GOLDEN_DIR - the command line end to end.
+#
+# Checks exit codes (0 ok, 1 bad input, 2 usage), that every bad input gives exactly one stderr line
+# naming the file/dataset/flag, that no output file appears after a failure and an existing output
+# is never replaced, and the golden round trip through the real binary (h5diff against the
+# reference's noise_pred, with a negative control). Malformed HDF5 inputs are assembled with h5copy
+# from the golden files, so no Python is needed.
+set -u
+bin=$1
+golden=$2
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/reelfarm-cli-XXXXXX")
+trap 'rm -rf "$tmp"' EXIT
+fails=0 checks=0
+
+ok() { checks=$((checks + 1)); echo "ok: $*"; }
+bad() { checks=$((checks + 1)); fails=$((fails + 1)); echo "FAIL: $*"; }
+
+# expect RC PATTERN DESCRIPTION -- command...: exit code RC, exactly one stderr line matching PATTERN
+expect() {
+  local want=$1 pattern=$2 what=$3
+  shift 4
+  "$@" >"$tmp/out.txt" 2>"$tmp/err.txt"
+  local rc=$? lines
+  lines=$(wc -l <"$tmp/err.txt")
+  if [ "$rc" -ne "$want" ]; then
+    bad "$what: exit $rc, expected $want; stderr: $(cat "$tmp/err.txt")"
+  elif [ "$want" -ne 0 ] && [ "$lines" -ne 1 ]; then
+    bad "$what: $lines stderr lines, expected 1: $(cat "$tmp/err.txt")"
+  elif [ -n "$pattern" ] && ! grep -qE -- "$pattern" "$tmp/err.txt" "$tmp/out.txt"; then
+    bad "$what: output does not match /$pattern/: $(cat "$tmp/err.txt" "$tmp/out.txt")"
+  else
+    ok "$what${pattern:+ -> $(head -c 160 "$tmp/err.txt")}"
+  fi
+}
+
+no_file() { if [ -e "$1" ]; then bad "$2: $1 was created"; else ok "$2: nothing written"; fi; }
+
+m="$tmp/model"
+expect 0 "" "help" -- "$bin" --help
+expect 2 "unknown command 'frobnicate'" "unknown command" -- "$bin" frobnicate
+expect 0 "wrote tiny t2v model" "make-tiny-model" -- "$bin" make-tiny-model "$m"
+expect 1 "error: .*not empty" "make-tiny-model into a non-empty directory" -- "$bin" make-tiny-model "$m"
+expect 2 "--dtype: expected f32, bf16 or f16" "make-tiny-model bad dtype" -- "$bin" make-tiny-model "$tmp/x" --dtype int8
+no_file "$tmp/x" "make-tiny-model bad dtype"
+
+in="$m/examples/dit_input.h5"
+out="$tmp/pred.h5"
+expect 0 "" "dit-forward on the example input" -- "$bin" dit-forward --model "$m" --in "$in" --out "$out"
+if "$bin" inspect "$out" | grep -qE "noise_pred +float32 +\[16, 4, 16, 16\]"; then ok "noise_pred [16, 4, 16, 16] written"; else bad "noise_pred missing or misshaped"; fi
+sum_before=$(md5sum <"$out")
+expect 1 "error: .*already exists" "existing output is refused" -- "$bin" dit-forward --model "$m" --in "$in" --out "$out"
+[ "$(md5sum <"$out")" = "$sum_before" ] && ok "existing output untouched" || bad "existing output was modified"
+expect 0 "" "--force replaces it" -- "$bin" dit-forward --model "$m" --in "$in" --out "$out" --force
+
+# golden round trip through the binary, and a negative control
+g="$golden/t2v_causal2.h5"
+gm="$tmp/golden_model"
+"$bin" make-tiny-model "$gm" --seed 7 --no-example >/dev/null
+expect 0 "" "dit-forward on a golden input" -- "$bin" dit-forward --model "$gm" --in "$g" --out "$tmp/g.h5" --causal-block-size 2
+if h5diff -d 1e-4 "$tmp/g.h5" "$g" noise_pred noise_pred >/dev/null; then ok "CLI output matches the reference within 1e-4"; else bad "CLI output differs from the reference"; fi
+"$bin" dit-forward --model "$gm" --in "$g" --out "$tmp/g_full.h5" 2>/dev/null
+if h5diff -d 1e-4 "$tmp/g_full.h5" "$g" noise_pred noise_pred >/dev/null 2>&1; then bad "negative control: full attention matched the block-causal reference"; else ok "negative control: full attention differs from the block-causal reference"; fi
+
+# malformed inputs: one line, exit 1, no output
+mk() { # mk FILE SRC:DATASET[:NEWNAME] ...
+  local f=$1; shift
+  for spec in "$@"; do
+    IFS=: read -r src ds new <<<"$spec"
+    h5copy -i "$src" -o "$f" -s "$ds" -d "${new:-$ds}" || { bad "h5copy $spec"; }
+  done
+}
+odd="$golden/t2v_causal1_oddgrid.h5"
+mk "$tmp/no_latents.h5" "$g:timesteps" "$g:context"
+mk "$tmp/latents_2d.h5" "$g:context:latents" "$g:timesteps" "$g:context"
+mk "$tmp/timesteps_len.h5" "$g:latents" "$odd:timesteps" "$g:context"
+mk "$tmp/context_4d.h5" "$g:latents" "$g:timesteps" "$g:noise_pred:context"
+mk "$tmp/clip_for_t2v.h5" "$g:latents" "$g:timesteps" "$g:context" "$g:context:clip_features"
+echo "not hdf5" >"$tmp/text.h5"
+o="$tmp/o.h5"
+expect 1 "error: .*no_such.h5: no such file" "missing input file" -- "$bin" dit-forward --model "$gm" --in "$tmp/no_such.h5" --out "$o"
+no_file "$o" "missing input file"
+expect 1 "error: .*text.h5: not an HDF5 file" "input not HDF5" -- "$bin" dit-forward --model "$gm" --in "$tmp/text.h5" --out "$o"
+expect 1 "error: .*no dataset 'latents'" "latents missing" -- "$bin" dit-forward --model "$gm" --in "$tmp/no_latents.h5" --out "$o"
+expect 1 "error: .*latents: expected \[16, F, H, W\], found \[24, 64\]" "latents of the wrong rank" -- "$bin" dit-forward --model "$gm" --in "$tmp/latents_2d.h5" --out "$o"
+expect 1 "error: .*timesteps: expected \[4\] .* or \[1\], found \[3\]" "timesteps of the wrong length" -- "$bin" dit-forward --model "$gm" --in "$tmp/timesteps_len.h5" --out "$o"
+expect 1 "error: .*context: expected \[L, 64\]" "context of the wrong rank" -- "$bin" dit-forward --model "$gm" --in "$tmp/context_4d.h5" --out "$o"
+expect 1 "error: .*clip_features: this text-to-video model has no image branch" "clip features for a t2v model" -- "$bin" dit-forward --model "$gm" --in "$tmp/clip_for_t2v.h5" --out "$o"
+expect 1 "error: .*causal block size 3 does not divide the 4 latent frames" "impossible causal block size" -- "$bin" dit-forward --model "$gm" --in "$g" --out "$o" --causal-block-size 3
+expect 1 "error: .*no_model: no such model directory" "missing model directory" -- "$bin" dit-forward --model "$tmp/no_model" --in "$g" --out "$o"
+expect 2 "--causal-block-size: expected an integer in \[1," "causal block size 0" -- "$bin" dit-forward --model "$gm" --in "$g" --out "$o" --causal-block-size 0
+expect 2 "--threads: expected an integer" "threads not a number" -- "$bin" dit-forward --model "$gm" --in "$g" --out "$o" --threads many
+expect 2 "--model, --in and --out are required" "missing flags" -- "$bin" dit-forward --in "$g"
+expect 2 "unknown option '--frobnicate'" "unknown flag" -- "$bin" dit-forward --frobnicate
+expect 1 "error: .*i2v.*|error: .*condition" "t2v input for an i2v model" -- bash -c "\"$bin\" make-tiny-model \"$tmp/i2v\" --i2v --no-example >/dev/null && \"$bin\" dit-forward --model \"$tmp/i2v\" --in \"$g\" --out \"$o\""
+no_file "$o" "all failed runs"
+
+# other layouts through the CLI
+expect 0 "" "make-tiny-model original naming, bf16, 2 shards" -- "$bin" make-tiny-model "$tmp/orig" --naming original --dtype bf16 --shards 2 --fps-embedding
+expect 0 "" "dit-forward on it" -- "$bin" dit-forward --model "$tmp/orig" --in "$tmp/orig/examples/dit_input.h5" --out "$tmp/orig.h5"
+expect 0 "original tensor names" "inspect a model" -- bash -c "\"$bin\" inspect \"$tmp/orig\" >&2"
+expect 0 "tensors: " "inspect a safetensors index" -- bash -c "\"$bin\" inspect \"$tmp/orig/model.safetensors.index.json\" >&2"
+expect 1 "error: .*nothing: no such file" "inspect a missing path" -- "$bin" inspect "$tmp/nothing"
+expect 0 "forward_s_min=" "bench (tiny)" -- bash -c "\"$bin\" bench --model-size tiny --resolution 64x64 --frames 5 --text-len 16 --repeat 1 --warmup 0 >&2"
+expect 2 "--frames" "bench impossible frame count" -- "$bin" bench --frames -4
+expect 1 "error: .*--frames 6: expected 4k\+1" "bench frame count not 4k+1" -- "$bin" bench --model-size tiny --frames 6
+
+echo "test_cli: $([ $fails -eq 0 ] && echo "passed $checks checks" || echo "FAILED $fails of $checks checks")"
+[ $fails -eq 0 ]

@@ -1,0 +1,384 @@
+/* tests/kernels/test_ops_cpu.c - every CPU op against a naive double-precision reference.
+ *
+ * Inputs are random (never zeros), shapes include odd sizes, sizes that are not multiples of the
+ * kernels' tiles, strided views into fused buffers and the real Wan head dim 128. Outputs carry
+ * guard bands. Tolerances (f32 kernel vs double reference):
+ *   exact-layout ops (patchify, unpatchify, copy)    atol 0, rtol 0            (pure data movement)
+ *   elementwise / norms / rope / modulation          atol 1e-6, rtol 2e-6      (a few f32 roundings)
+ *   linear (K up to 1536) and attention              atol 1e-5, rtol 1e-5      (long f32 dot products)
+ *   vm_expf over [-87, 88]                           rtol 3e-7                  (2 ulp)
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernels/cpu/vec_math.h"
+#include "kernels/ops.h"
+#include "tests/common/compare.h"
+#include "tests/common/test_util.h"
+
+static const struct cmp_tol TOL_EXACT = {0, 0, 0};
+static const struct cmp_tol TOL_ELEM = {1e-6, 2e-6, 1e-11};
+static const struct cmp_tol TOL_DOT = {1e-5, 1e-5, 1e-10};
+
+static struct exec_ctx ctx;
+static unsigned long long tag = 1;
+
+static float *rand_buf(int64_t n, float std) {
+    float *p = malloc((size_t)n * sizeof(float));
+    t_fill_normal(p, n, 99, tag++, std);
+    return p;
+}
+
+/* A rows view [m, n] with row stride ld into p (ld >= n). */
+static struct tensor rows_view(float *p, int64_t m, int64_t n, int64_t ld) {
+    struct tensor t = tensor_f32_2d(p, m, n);
+    t.stride[0] = ld;
+    return t;
+}
+
+/* Gather a strided rows view into a dense array for comparison. */
+static void gather(float *dst, const float *src, int64_t m, int64_t n, int64_t ld) {
+    for (int64_t i = 0; i < m; i++) memcpy(dst + i * n, src + i * ld, (size_t)n * sizeof(float));
+}
+
+static void test_vm_exp(void) {
+    double worst = 0;
+    for (int i = 0; i <= 2000000; i++) {
+        float x = -87.0f + 175.0f * (float)i / 2000000.0f;
+        double r = exp((double)x);
+        double e = fabs(vm_expf(x) - r) / r;
+        if (e > worst) worst = e;
+    }
+    printf("vm_expf: max relative error %.3g over [-87, 88]\n", worst);
+    T_CHECK(worst < 3e-7, "vm_expf relative error %g", worst);
+    T_CHECK(vm_expf(-200.0f) >= 0.0f && vm_expf(-200.0f) < 1e-37f, "saturates low");
+    T_CHECK(isfinite(vm_expf(200.0f)), "saturates high without inf");
+    T_CHECK(fabsf(vm_tanhf(0.0f)) < 1e-7f && vm_tanhf(20.0f) == 1.0f && vm_tanhf(-20.0f) == -1.0f, "tanh ends");
+}
+
+static void check_linear(int64_t m, int64_t k, int64_t n, int64_t ldx, bool bias, int threads) {
+    struct exec_ctx c = exec_ctx_cpu(threads);
+    float *x = rand_buf(m * ldx, 1.0f), *w = rand_buf(n * k, 0.1f), *b = rand_buf(n, 0.5f);
+    float *y = guard_alloc(m * n), *ref = malloc((size_t)(m * n) * sizeof(float));
+    for (int64_t i = 0; i < m; i++)
+        for (int64_t j = 0; j < n; j++) {
+            double s = bias ? b[j] : 0.0;
+            for (int64_t p = 0; p < k; p++) s += (double)x[i * ldx + p] * w[j * k + p];
+            ref[i * n + j] = (float)s;
+        }
+    struct tensor xt = rows_view(x, m, k, ldx), wt = tensor_f32_2d(w, n, k), bt = tensor_f32_1d(b, n),
+                  yt = tensor_f32_2d(y, m, n);
+    op_linear(&c, &yt, &xt, &wt, bias ? &bt : NULL);
+    char what[96];
+    snprintf(what, sizeof what, "linear m=%lld k=%lld n=%lld ldx=%lld bias=%d threads=%d", (long long)m, (long long)k,
+             (long long)n, (long long)ldx, bias, threads);
+    cmp_check(what, y, ref, m * n, TOL_DOT);
+    T_CHECK(guard_intact(y, m * n), "%s: guard band", what);
+    free(x), free(w), free(b), free(ref), guard_free(y);
+}
+
+static void ref_layernorm(double *out, const float *x, int64_t d, const float *g, const float *b, double eps) {
+    double mean = 0, var = 0;
+    for (int64_t j = 0; j < d; j++) mean += x[j];
+    mean /= d;
+    for (int64_t j = 0; j < d; j++) var += (x[j] - mean) * (x[j] - mean);
+    var /= d;
+    for (int64_t j = 0; j < d; j++) {
+        double v = (x[j] - mean) / sqrt(var + eps);
+        out[j] = v * (g ? g[j] : 1.0) + (b ? b[j] : 0.0);
+    }
+}
+
+static void test_norms(void) {
+    const int64_t m = 37, d = 1536, ld = 1600;
+    float *x = rand_buf(m * ld, 2.0f), *g = rand_buf(d, 1.0f), *b = rand_buf(d, 1.0f);
+    for (int64_t i = 0; i < m * ld; i++) x[i] += 0.5f; /* non-zero mean */
+    float *y = guard_alloc(m * d), *ref = malloc((size_t)(m * d) * sizeof(float));
+    double *row = malloc((size_t)d * sizeof(double));
+    struct tensor xt = rows_view(x, m, d, ld), yt = tensor_f32_2d(y, m, d), gt = tensor_f32_1d(g, d),
+                  bt = tensor_f32_1d(b, d);
+    for (int affine = 0; affine < 2; affine++) {
+        for (int64_t i = 0; i < m; i++) {
+            ref_layernorm(row, x + i * ld, d, affine ? g : NULL, affine ? b : NULL, 1e-6);
+            for (int64_t j = 0; j < d; j++) ref[i * d + j] = (float)row[j];
+        }
+        op_layernorm(&ctx, &yt, &xt, affine ? &gt : NULL, affine ? &bt : NULL, 1e-6f);
+        cmp_check(affine ? "layernorm affine" : "layernorm", y, ref, m * d, TOL_ELEM);
+    }
+    for (int64_t i = 0; i < m; i++) {
+        double ss = 0;
+        for (int64_t j = 0; j < d; j++) ss += (double)x[i * ld + j] * x[i * ld + j];
+        double r = 1.0 / sqrt(ss / d + 1e-6);
+        for (int64_t j = 0; j < d; j++) ref[i * d + j] = (float)(x[i * ld + j] * r * g[j]);
+    }
+    op_rmsnorm(&ctx, &yt, &xt, &gt, 1e-6f);
+    cmp_check("rmsnorm", y, ref, m * d, TOL_ELEM);
+    /* in place on a strided view (q inside a fused qkv buffer) */
+    float *dense = malloc((size_t)(m * d) * sizeof(float));
+    op_rmsnorm(&ctx, &xt, &xt, &gt, 1e-6f);
+    gather(dense, x, m, d, ld);
+    cmp_check("rmsnorm in place, strided", dense, ref, m * d, TOL_ELEM);
+    T_CHECK(guard_intact(y, m * d), "norm guard band");
+    free(x), free(g), free(b), free(ref), free(row), free(dense), guard_free(y);
+}
+
+static void test_modulation(void) {
+    /* 3 frames of 5 tokens, a shard starting at global token 4 (row_offset) */
+    const int64_t frames = 3, tpf = 5, d = 70, m = 9, off = 4, six = 6 * d;
+    float *x = rand_buf(m * d, 1.5f), *tab = rand_buf(frames * six, 0.3f), *r = rand_buf(m * d, 1.0f);
+    float *y = guard_alloc(m * d), *ref = malloc((size_t)(m * d) * sizeof(float));
+    double *row = malloc((size_t)d * sizeof(double));
+    struct tensor shift = rows_view(tab, frames, d, six), scale = rows_view(tab + d, frames, d, six),
+                  gate = rows_view(tab + 2 * d, frames, d, six);
+    struct tensor xt = tensor_f32_2d(x, m, d), yt = tensor_f32_2d(y, m, d), rt = tensor_f32_2d(r, m, d);
+    for (int64_t i = 0; i < m; i++) {
+        const int64_t f = (i + off) / tpf;
+        ref_layernorm(row, x + i * d, d, NULL, NULL, 1e-6);
+        for (int64_t j = 0; j < d; j++) ref[i * d + j] = (float)(row[j] * (1.0 + tab[f * six + d + j]) + tab[f * six + j]);
+    }
+    op_norm_modulate(&ctx, &yt, &xt, &shift, &scale, tpf, off, 1e-6f);
+    cmp_check("norm_modulate per frame with offset", y, ref, m * d, TOL_ELEM);
+    for (int64_t i = 0; i < m; i++) {
+        const int64_t f = (i + off) / tpf;
+        for (int64_t j = 0; j < d; j++) ref[i * d + j] = (float)((double)x[i * d + j] + (double)r[i * d + j] * tab[f * six + 2 * d + j]);
+    }
+    op_gated_add(&ctx, &xt, &rt, &gate, tpf, off);
+    cmp_check("gated_add per frame with offset", x, ref, m * d, TOL_ELEM);
+    memcpy(ref, x, (size_t)(m * d) * sizeof(float));
+    for (int64_t i = 0; i < m * d; i++) ref[i] += r[i];
+    op_gated_add(&ctx, &xt, &rt, NULL, 1, 0);
+    cmp_check("gated_add without gate", x, ref, m * d, TOL_ELEM);
+    struct tensor row0 = tensor_f32_1d(tab, d);
+    for (int64_t i = 0; i < m; i++)
+        for (int64_t j = 0; j < d; j++) ref[i * d + j] = r[i * d + j] + tab[j];
+    op_add_row(&ctx, &yt, &rt, &row0);
+    cmp_check("add_row", y, ref, m * d, TOL_ELEM);
+    T_CHECK(guard_intact(y, m * d), "modulation guard band");
+    free(x), free(tab), free(r), free(ref), free(row), guard_free(y);
+}
+
+static void test_activations(void) {
+    const int64_t m = 13, n = 257;
+    float *x = rand_buf(m * n, 3.0f), *y = guard_alloc(m * n), *ref = malloc((size_t)(m * n) * sizeof(float));
+    x[0] = -30.0f, x[1] = 30.0f, x[2] = 1e-4f, x[3] = -1e-4f; /* saturated ends and the cancellation region */
+    struct tensor xt = tensor_f32_2d(x, m, n), yt = tensor_f32_2d(y, m, n);
+    for (int64_t i = 0; i < m * n; i++) ref[i] = (float)(x[i] / (1.0 + exp(-(double)x[i])));
+    op_silu(&ctx, &yt, &xt);
+    cmp_check("silu", y, ref, m * n, TOL_ELEM);
+    for (int64_t i = 0; i < m * n; i++) {
+        double v = x[i];
+        ref[i] = (float)(0.5 * v * (1.0 + tanh(sqrt(2.0 / M_PI) * (v + 0.044715 * v * v * v))));
+    }
+    op_gelu_tanh(&ctx, &yt, &xt);
+    cmp_check("gelu_tanh", y, ref, m * n, TOL_ELEM);
+    for (int64_t i = 0; i < m * n; i++) ref[i] = (float)(0.5 * x[i] * (1.0 + erf(x[i] / sqrt(2.0))));
+    op_gelu_erf(&ctx, &yt, &xt);
+    cmp_check("gelu_erf", y, ref, m * n, TOL_ELEM);
+    /* contiguous 3-D tensor, in place */
+    struct tensor x3 = tensor_f32_3d(x, m, 1, n);
+    for (int64_t i = 0; i < m * n; i++) ref[i] = (float)(x[i] / (1.0 + exp(-(double)x[i])));
+    op_silu(&ctx, &x3, &x3);
+    cmp_check("silu 3-D in place", x, ref, m * n, TOL_ELEM);
+    T_CHECK(guard_intact(y, m * n), "activation guard band");
+    free(x), free(ref), guard_free(y);
+}
+
+/* RoPE reference straight from spec 3.3: adjacent pairs, split [c-2(c/3), c/3, c/3], per-axis dims. */
+static void test_rope(void) {
+    const int heads = 3;
+    const int64_t dh = 128, c = dh / 2, grid[3] = {3, 4, 5}, l_all = 60, off = 7, l = 40, ld = 3 * heads * dh;
+    const int split[3] = {(int)(c - 2 * (c / 3)), (int)(c / 3), (int)(c / 3)};
+    const int64_t daxis[3] = {dh - 4 * (dh / 6), 2 * (dh / 6), 2 * (dh / 6)};
+    T_CHECK(split[0] == 22 && split[1] == 21 && daxis[0] == 44 && daxis[1] == 42, "Wan split 22/21/21");
+    const int64_t p_max = 16;
+    float *tab = malloc((size_t)(p_max * c * 2) * sizeof(float));
+    double *omega = malloc((size_t)c * sizeof(double));
+    int *axis = malloc((size_t)c * sizeof(int));
+    for (int64_t j = 0, a = 0, jj = 0; j < c; j++, jj++) {
+        while (jj >= split[a]) jj -= split[a], a++;
+        axis[j] = (int)a;
+        omega[j] = 1.0 / pow(10000.0, 2.0 * (double)jj / (double)daxis[a]);
+    }
+    for (int64_t p = 0; p < p_max; p++)
+        for (int64_t j = 0; j < c; j++) {
+            tab[(p * c + j) * 2] = (float)cos(p * omega[j]);
+            tab[(p * c + j) * 2 + 1] = (float)sin(p * omega[j]);
+        }
+    (void)l_all;
+    float *buf = rand_buf(l * ld, 1.0f), *orig = malloc((size_t)(l * ld) * sizeof(float));
+    memcpy(orig, buf, (size_t)(l * ld) * sizeof(float));
+    float *ref = malloc((size_t)(l * heads * dh) * sizeof(float)), *got = malloc((size_t)(l * heads * dh) * sizeof(float));
+    for (int64_t i = 0; i < l; i++) {
+        const int64_t t = i + off, pos[3] = {t / 20, (t / 5) % 4, t % 5};
+        for (int h = 0; h < heads; h++)
+            for (int64_t j = 0; j < c; j++) {
+                const double ang = pos[axis[j]] * omega[j];
+                const double a = orig[i * ld + h * dh + 2 * j], b = orig[i * ld + h * dh + 2 * j + 1];
+                ref[(i * heads + h) * dh + 2 * j] = (float)(a * cos(ang) - b * sin(ang));
+                ref[(i * heads + h) * dh + 2 * j + 1] = (float)(a * sin(ang) + b * cos(ang));
+            }
+    }
+    struct tensor xt = rows_view(buf + heads * dh, l, heads * dh, ld); /* the k part of a qkv buffer */
+    for (int64_t i = 0; i < l; i++) memcpy(buf + i * ld + heads * dh, orig + i * ld, (size_t)(heads * dh) * sizeof(float));
+    struct tensor ft = tensor_make(DTYPE_F32, DEVICE_CPU, tab, 3, (int64_t[]){p_max, c, 2});
+    op_rope3d(&ctx, &xt, heads, grid, off, &ft, split);
+    gather(got, buf + heads * dh, l, heads * dh, ld);
+    cmp_check("rope3d (shard offset 7, strided k)", got, ref, l * heads * dh, TOL_ELEM);
+    bool untouched = true;
+    for (int64_t i = 0; i < l; i++) /* the q part must be untouched */
+        untouched &= !memcmp(buf + i * ld, orig + i * ld, (size_t)(heads * dh) * sizeof(float));
+    T_CHECK(untouched, "rope wrote outside its view");
+    free(tab), free(omega), free(axis), free(buf), free(orig), free(ref), free(got);
+}
+
+/* Dense softmax attention in double. kend(i): number of visible keys for query i. */
+static void ref_attention(float *out, const float *q, int64_t ldq, const float *k, int64_t ldk, const float *v,
+                          int64_t ldv, int64_t lq, int64_t lk, int heads, int64_t dh, double scale,
+                          const struct attn_causal *cz, bool accumulate) {
+    double *s = malloc((size_t)lk * sizeof(double));
+    for (int h = 0; h < heads; h++)
+        for (int64_t i = 0; i < lq; i++) {
+            int64_t kend = lk;
+            if (cz) {
+                int64_t fq = (i + cz->q_token_offset) / cz->tokens_per_frame;
+                int64_t end = ((fq / cz->frames_per_block) + 1) * cz->frames_per_block * cz->tokens_per_frame - cz->k_token_offset;
+                kend = end < lk ? end : lk;
+            }
+            double mx = -INFINITY, sum = 0;
+            for (int64_t j = 0; j < kend; j++) {
+                double d = 0;
+                for (int64_t e = 0; e < dh; e++) d += (double)q[i * ldq + h * dh + e] * k[j * ldk + h * dh + e];
+                s[j] = d * scale;
+                if (s[j] > mx) mx = s[j];
+            }
+            for (int64_t j = 0; j < kend; j++) sum += (s[j] = exp(s[j] - mx));
+            for (int64_t e = 0; e < dh; e++) {
+                double o = 0;
+                for (int64_t j = 0; j < kend; j++) o += s[j] * v[j * ldv + h * dh + e];
+                float *dst = &out[(i * heads + h) * dh + e];
+                *dst = (float)((accumulate ? *dst : 0.0) + o / sum);
+            }
+        }
+    free(s);
+}
+
+static void check_attention(const char *what, int64_t lq, int64_t lk, int heads, int64_t dh,
+                            const struct attn_causal *cz, bool accumulate, bool fused) {
+    const int64_t w = heads * dh;
+    /* fused: q, k, v are column blocks of one [L, 3w] buffer (self-attention layout) */
+    const int64_t ld = fused ? 3 * w : w;
+    float *qb = rand_buf((fused ? lq : lq) * ld, 1.0f);
+    float *kb = fused ? qb + w : rand_buf(lk * ld, 1.0f);
+    float *vb = fused ? qb + 2 * w : rand_buf(lk * ld, 1.0f);
+    float *out = guard_alloc(lq * w), *ref = malloc((size_t)(lq * w) * sizeof(float));
+    t_fill_normal(out, lq * w, 5, tag++, 1.0f);
+    memcpy(ref, out, (size_t)(lq * w) * sizeof(float));
+    const double scale = 1.0 / sqrt((double)dh);
+    ref_attention(ref, qb, ld, kb, ld, vb, ld, lq, lk, heads, dh, scale, cz, accumulate);
+    struct tensor qt = rows_view(qb, lq, w, ld), kt = rows_view(kb, lk, w, ld), vt = rows_view(vb, lk, w, ld),
+                  ot = tensor_f32_2d(out, lq, w);
+    op_attention(&ctx, &ot, &qt, &kt, &vt, heads, (float)scale, cz, accumulate);
+    cmp_check(what, out, ref, lq * w, TOL_DOT);
+    T_CHECK(guard_intact(out, lq * w), "%s: guard band", what);
+    free(qb);
+    if (!fused) free(kb), free(vb);
+    free(ref), guard_free(out);
+}
+
+static void test_attention(void) {
+    check_attention("attention self 300x300 2 heads dh128 (fused qkv)", 300, 300, 2, 128, NULL, false, true);
+    check_attention("attention cross 77 queries x 45 keys, 3 heads dh64", 77, 45, 3, 64, NULL, false, false);
+    check_attention("attention 1 query 1 key", 1, 1, 1, 128, NULL, false, false);
+    check_attention("attention accumulate (I2V image branch)", 65, 257, 2, 128, NULL, true, false);
+    struct attn_causal c1 = {.tokens_per_frame = 20, .frames_per_block = 1};
+    check_attention("attention block-causal block 1 (6 frames x 20 tokens)", 120, 120, 2, 128, &c1, false, true);
+    struct attn_causal c2 = {.tokens_per_frame = 30, .frames_per_block = 2};
+    check_attention("attention block-causal block 2 (10 frames x 30 tokens)", 300, 300, 1, 128, &c2, false, true);
+    /* a sequence-parallel shard: queries are global tokens [90, 190) against all 300 keys */
+    struct attn_causal c3 = {.tokens_per_frame = 30, .frames_per_block = 2, .q_token_offset = 90, .k_token_offset = 0};
+    check_attention("attention block-causal, query shard at offset 90", 100, 300, 2, 128, &c3, false, false);
+    /* causal with all frames in one block equals full attention */
+    struct attn_causal call = {.tokens_per_frame = 10, .frames_per_block = 8};
+    check_attention("attention block-causal single block", 80, 80, 2, 128, &call, false, true);
+    /* large logits: the running max must keep the softmax finite */
+    const int64_t l = 70, w = 128;
+    float *q = rand_buf(l * w, 30.0f), *k = rand_buf(l * w, 30.0f), *v = rand_buf(l * w, 1.0f);
+    float *o = malloc((size_t)(l * w) * sizeof(float));
+    struct tensor qt = tensor_f32_2d(q, l, w), kt = tensor_f32_2d(k, l, w), vt = tensor_f32_2d(v, l, w),
+                  ot = tensor_f32_2d(o, l, w);
+    op_attention(&ctx, &ot, &qt, &kt, &vt, 1, 1.0f, NULL, false);
+    bool finite = true;
+    for (int64_t i = 0; i < l * w; i++) finite &= isfinite(o[i]);
+    T_CHECK(finite, "attention with logits ~1e5 produced non-finite values");
+    free(q), free(k), free(v), free(o);
+}
+
+static void test_layout(void) {
+    const int64_t c = 5, f = 3, h = 6, w = 10, pt = 1, ph = 2, pw = 2;
+    const int patch[3] = {(int)pt, (int)ph, (int)pw};
+    const int64_t hp = h / ph, wp = w / pw, l = f * hp * wp, cols = c * pt * ph * pw, n = c * f * h * w;
+    float *lat = rand_buf(n, 1.0f), *tok = guard_alloc(l * cols), *ref = malloc((size_t)(l * cols) * sizeof(float));
+    for (int64_t ff = 0; ff < f; ff++)
+        for (int64_t yy = 0; yy < hp; yy++)
+            for (int64_t xx = 0; xx < wp; xx++)
+                for (int64_t cc = 0; cc < c; cc++)
+                    for (int64_t ky = 0; ky < ph; ky++)
+                        for (int64_t kx = 0; kx < pw; kx++)
+                            ref[((ff * hp + yy) * wp + xx) * cols + cc * 4 + ky * 2 + kx] =
+                                lat[((cc * f + ff) * h + yy * 2 + ky) * w + xx * 2 + kx];
+    struct tensor lt = tensor_f32_4d(lat, c, f, h, w), tt = tensor_f32_2d(tok, l, cols);
+    op_patchify(&ctx, &tt, &lt, patch);
+    cmp_check("patchify (c, ky, kx) columns", tok, ref, l * cols, TOL_EXACT);
+    /* unpatchify is channel-last: column ((ky * 2) + kx) * c + cc */
+    float *out = guard_alloc(n), *ref2 = malloc((size_t)n * sizeof(float));
+    for (int64_t ff = 0; ff < f; ff++)
+        for (int64_t yy = 0; yy < hp; yy++)
+            for (int64_t xx = 0; xx < wp; xx++)
+                for (int64_t ky = 0; ky < ph; ky++)
+                    for (int64_t kx = 0; kx < pw; kx++)
+                        for (int64_t cc = 0; cc < c; cc++)
+                            ref2[((cc * f + ff) * h + yy * 2 + ky) * w + xx * 2 + kx] =
+                                tok[((ff * hp + yy) * wp + xx) * cols + (ky * 2 + kx) * c + cc];
+    struct tensor ot = tensor_f32_4d(out, c, f, h, w);
+    op_unpatchify(&ctx, &ot, &tt, patch);
+    cmp_check("unpatchify (ky, kx, c) columns", out, ref2, n, TOL_EXACT);
+    T_CHECK(guard_intact(tok, l * cols) && guard_intact(out, n), "layout guard bands");
+    /* sinusoid: cos first, w_j = 10000^(-j/half) */
+    const int64_t q = 256, half = 128, rows = 4;
+    float ts[4] = {999.0f, 500.5f, 1.0f, 0.0f}, *y = guard_alloc(rows * q), *yr = malloc((size_t)(rows * q) * sizeof(float));
+    for (int64_t i = 0; i < rows; i++)
+        for (int64_t j = 0; j < half; j++) {
+            double arg = ts[i] * pow(10000.0, -(double)j / half);
+            yr[i * q + j] = (float)cos(arg);
+            yr[i * q + half + j] = (float)sin(arg);
+        }
+    struct tensor tst = tensor_f32_1d(ts, rows), yt = tensor_f32_2d(y, rows, q);
+    op_timestep_sinusoid(&ctx, &yt, &tst);
+    cmp_check("timestep sinusoid", y, yr, rows * q, TOL_ELEM);
+    /* strided copy */
+    float *src = rand_buf(6 * 40, 1.0f), *dst = guard_alloc(6 * 17), *cref = malloc(6 * 17 * sizeof(float));
+    gather(cref, src + 3, 6, 17, 40);
+    struct tensor st = rows_view(src + 3, 6, 17, 40), dt = tensor_f32_2d(dst, 6, 17);
+    op_copy(&ctx, &dt, &st);
+    cmp_check("strided copy", dst, cref, 6 * 17, TOL_EXACT);
+    free(lat), free(ref), free(ref2), free(yr), free(src), free(cref);
+    guard_free(tok), guard_free(out), guard_free(y), guard_free(dst);
+}
+
+int main(void) {
+    ctx = exec_ctx_cpu(0);
+    test_vm_exp();
+    check_linear(7, 33, 5, 33, true, 1);
+    check_linear(300, 1536, 97, 1600, true, 0);  /* row split, strided x */
+    check_linear(3, 256, 1000, 256, true, 0);    /* few rows: column split */
+    check_linear(64, 128, 64, 128, false, 2);
+    check_linear(1, 1, 1, 1, true, 0);
+    test_norms();
+    test_modulation();
+    test_activations();
+    test_rope();
+    test_attention();
+    test_layout();
+    return t_summary(__FILE__);
+}
