@@ -38,6 +38,16 @@ int arg_u64(const char *flag, const char *value, uint64_t *out) {
     return ERR_OK;
 }
 
+int arg_f64(const char *flag, const char *value, double lo, double hi, double *out) {
+    char *end = NULL;
+    errno = 0;
+    double v = strtod(value, &end);
+    if (errno || !*value || *end || !(v >= lo && v <= hi))
+        return err_set(ERR_INVALID_ARG, "%s: expected a number in [%g, %g], got '%s'", flag, lo, hi, value);
+    *out = v;
+    return ERR_OK;
+}
+
 int arg_resolution(const char *flag, const char *value, int64_t *width, int64_t *height) {
     if (strcasecmp(value, "540p") == 0) {
         *width = 960, *height = 544;

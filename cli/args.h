@@ -15,6 +15,7 @@ enum { EXIT_USAGE = 2, EXIT_RUN_ERROR = 1 };
 int arg_i64(const char *flag, const char *value, int64_t lo, int64_t hi, int64_t *out);
 int arg_int(const char *flag, const char *value, int lo, int hi, int *out);
 int arg_u64(const char *flag, const char *value, uint64_t *out);
+int arg_f64(const char *flag, const char *value, double lo, double hi, double *out);
 /* "540p" -> 960x544, "720p" -> 1280x720, "WxH" (e.g. 832x480, portrait 544x960) */
 int arg_resolution(const char *flag, const char *value, int64_t *width, int64_t *height);
 
@@ -28,5 +29,7 @@ int cmd_dit_forward(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_make_tiny_model(int argc, char **argv);
 int cmd_inspect(int argc, char **argv);
+int cmd_denoise(int argc, char **argv);
+int cmd_plan(int argc, char **argv);
 
 #endif /* REELFARM_CLI_ARGS_H */

@@ -19,6 +19,8 @@ struct subcommand {
 
 static const struct subcommand subcommands[] = {
     {"dit-forward", cmd_dit_forward, "one DiT forward: latents, timesteps, context (HDF5) -> noise_pred (HDF5)"},
+    {"denoise", cmd_denoise, "the diffusion-forcing loop of one window: noise + contexts (HDF5) -> latents (HDF5)"},
+    {"plan", cmd_plan, "the chunk plan of a long video: chunks, rows, DiT forwards, FLOPs"},
     {"make-tiny-model", cmd_make_tiny_model, "write the built-in tiny random model (Diffusers or original layout)"},
     {"inspect", cmd_inspect, "describe a model directory, safetensors file or HDF5 file"},
     {"bench", cmd_bench, "time DiT forwards with random weights at a given model size and resolution"},

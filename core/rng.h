@@ -10,6 +10,13 @@
 
 #include <stdint.h>
 
+/* Purposes of draws: part of every stream id, so streams of different uses never coincide. */
+enum rng_purpose {
+    RNG_PURPOSE_NOISE = 0x6e6f6973,    /* "nois": initial latents of a chunk (chunk, 0, 0) */
+    RNG_PURPOSE_ADDNOISE = 0x61646e73, /* "adns": add-noise conditioning of prefix frames (chunk, row, 0) */
+    RNG_PURPOSE_TEST = 0x74657374,     /* "test" */
+};
+
 /* One Philox4x32-10 block: out = philox(counter, key). */
 void philox4x32_10(const uint32_t counter[4], const uint32_t key[2], uint32_t out[4]);
 

@@ -6,6 +6,7 @@
  */
 #include "kernels/ops.h"
 
+#include <math.h>
 #include <stdint.h>
 
 #include "core/error.h"
@@ -310,4 +311,24 @@ void op_download(const struct exec_ctx *ctx, struct tensor *dst, const struct te
     check_transfer("op_download", dst, src);
     CHECK(dst->device == DEVICE_CPU && src->device == ctx_device(ctx), "op_download: wrong devices");
     DISPATCH(ctx, transfer, ctx, dst, src);
+}
+
+void op_lincomb(const struct exec_ctx *ctx, struct tensor *y, int n, const double *coef,
+                const struct tensor *const *x) {
+    static const char op[] = "op_lincomb";
+    check_rows_or_contiguous(ctx, op, "y", y);
+    CHECK(n >= 1 && n <= OP_LINCOMB_MAX, "%s: %d terms (1..%d)", op, n, OP_LINCOMB_MAX);
+    for (int i = 0; i < n; i++) {
+        check_rows_or_contiguous(ctx, op, "x[i]", x[i]);
+        check_same_shape(op, "y", y, "x[i]", x[i]);
+        CHECK(isfinite(coef[i]), "%s: coefficient %d is not finite", op, i);
+    }
+    DISPATCH(ctx, lincomb, ctx, y, n, coef, x);
+}
+
+void op_randn(const struct exec_ctx *ctx, struct tensor *y, uint64_t seed, uint64_t stream, int64_t first) {
+    static const char op[] = "op_randn";
+    check_tensor(ctx, op, "y", y);
+    CHECK(tensor_is_contiguous(y) && first >= 0, "%s: y must be contiguous and first >= 0", op);
+    DISPATCH(ctx, randn, ctx, y, seed, stream, first);
 }

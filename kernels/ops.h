@@ -115,6 +115,16 @@ void op_unpatchify(const struct exec_ctx *ctx, struct tensor *latents, const str
  * w_j = 10000^(-j / (Q/2)), computed in double precision; t [T] float timesteps. */
 void op_timestep_sinusoid(const struct exec_ctx *ctx, struct tensor *y, const struct tensor *t);
 
+/* y = sum_i coef[i] * x[i] for up to OP_LINCOMB_MAX rows tensors of y's shape, accumulated per element in
+ * double (scheduler updates and the CFG combine). y may alias one of the x[i]. */
+enum { OP_LINCOMB_MAX = 6 };
+void op_lincomb(const struct exec_ctx *ctx, struct tensor *y, int n, const double *coef,
+                const struct tensor *const *x);
+
+/* y (contiguous, any shape) = standard normal draws for elements [first, first + numel) of the Philox
+ * stream (seed, stream) (core/rng.h). The result does not depend on the backend's thread count. */
+void op_randn(const struct exec_ctx *ctx, struct tensor *y, uint64_t seed, uint64_t stream, int64_t first);
+
 /* Host memory -> the context's device (dst on ctx's device, src on the CPU) and back; both
  * contiguous with the same shape. On the CPU backend these are copies. */
 void op_upload(const struct exec_ctx *ctx, struct tensor *dst, const struct tensor *src);

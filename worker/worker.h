@@ -25,6 +25,29 @@ struct dit_forward_options {
  * OUT.h5 (noise_pred). Spec section 3. */
 int worker_dit_forward(const struct dit_forward_options *opt);
 
+struct denoise_options {
+    const char *model_dir;
+    const char *in_path;
+    const char *out_path;
+    int steps;
+    double shift;
+    double guidance;
+    int ar_step;
+    int causal_block_size;
+    bool causal_attention;
+    int addnoise_condition;
+    uint64_t seed;
+    int fps;
+    int64_t chunk;
+    bool textbook_step;
+    int threads;
+    bool force;
+};
+
+/* reelfarm denoise: IN.h5 (noise, context, negative_context[, prefix_latents, end_latents]) -> OUT.h5
+ * (latents, timesteps, timestep_matrix, update_mask, valid_interval). Spec 4, 5, 6.4. */
+int worker_denoise(const struct denoise_options *opt);
+
 struct bench_options {
     const char *model_size;     /* tiny, 1.3b, 14b */
     int64_t layers;             /* > 0 overrides the preset's layer count */

@@ -68,10 +68,13 @@ void kern_attention_cpu(const struct exec_ctx *ctx, struct tensor *out, const st
                         memset(sr, 0, (size_t)nk * sizeof(float));
                         continue;
                     }
+                    /* explicit simd reductions: without them gcc keeps these loops scalar */
                     float mx = m[i];
+#pragma omp simd reduction(max : mx)
                     for (int64_t j = 0; j < lim; j++) mx = sr[j] > mx ? sr[j] : mx;
                     const float corr = m[i] == -INFINITY ? 0.0f : vm_expf(m[i] - mx);
                     float sum = 0.0f;
+#pragma omp simd reduction(+ : sum)
                     for (int64_t j = 0; j < lim; j++) {
                         float p = vm_expf(sr[j] - mx);
                         sr[j] = p;

@@ -38,6 +38,9 @@ void kern_patchify_cpu(const struct exec_ctx *ctx, struct tensor *tokens, const 
 void kern_unpatchify_cpu(const struct exec_ctx *ctx, struct tensor *latents, const struct tensor *tokens,
                          const int patch[3]);
 void kern_timestep_sinusoid_cpu(const struct exec_ctx *ctx, struct tensor *y, const struct tensor *t);
+void kern_lincomb_cpu(const struct exec_ctx *ctx, struct tensor *y, int n, const double *coef,
+                      const struct tensor *const *x);
+void kern_randn_cpu(const struct exec_ctx *ctx, struct tensor *y, uint64_t seed, uint64_t stream, int64_t first);
 void kern_transfer_cpu(const struct exec_ctx *ctx, struct tensor *dst, const struct tensor *src);
 void kern_copy_cpu(const struct exec_ctx *ctx, struct tensor *dst, const struct tensor *src);
 

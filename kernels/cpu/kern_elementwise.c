@@ -6,6 +6,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "core/rng.h"
 #include "kernels/cpu/kern_cpu.h"
 #include "kernels/cpu/vec_math.h"
 
@@ -103,4 +104,32 @@ void kern_copy_cpu(const struct exec_ctx *ctx, struct tensor *dst, const struct 
 void kern_transfer_cpu(const struct exec_ctx *ctx, struct tensor *dst, const struct tensor *src) {
     (void)ctx;
     if (dst->data != src->data) memcpy(dst->data, src->data, tensor_nbytes(src));
+}
+
+void kern_lincomb_cpu(const struct exec_ctx *ctx, struct tensor *y, int n, const double *coef,
+                      const struct tensor *const *x) {
+    struct rows_view yr = as_rows(y), xr[OP_LINCOMB_MAX];
+    for (int k = 0; k < n; k++) xr[k] = as_rows(x[k]);
+    const int nt = kern_cpu_threads(ctx);
+#pragma omp parallel for num_threads(nt) schedule(static)
+    for (int64_t i = 0; i < yr.m; i++) {
+        float *o = yr.data + i * yr.ld;
+        for (int64_t j = 0; j < yr.n; j++) {
+            double acc = 0.0;
+            for (int k = 0; k < n; k++) acc += coef[k] * (double)xr[k].data[i * xr[k].ld + j];
+            o[j] = (float)acc;
+        }
+    }
+}
+
+void kern_randn_cpu(const struct exec_ctx *ctx, struct tensor *y, uint64_t seed, uint64_t stream, int64_t first) {
+    /* Draws are addressed by element, so chunks of any size in any order give the same numbers. */
+    const int64_t n = tensor_numel(y), chunk = 1 << 16;
+    float *d = y->data;
+    const int nt = kern_cpu_threads(ctx);
+#pragma omp parallel for num_threads(nt) schedule(static)
+    for (int64_t c0 = 0; c0 < n; c0 += chunk) {
+        const int64_t len = n - c0 < chunk ? n - c0 : chunk;
+        rng_normal_f32(d + c0, len, seed, stream, first + c0);
+    }
 }

@@ -10,9 +10,11 @@
 
 static inline void row_mean_rstd(const float *x, int64_t d, float eps, float *mean_out, float *rstd_out) {
     double s = 0;
+#pragma omp simd reduction(+ : s)
     for (int64_t j = 0; j < d; j++) s += x[j];
     double mean = s / (double)d;
     double v = 0;
+#pragma omp simd reduction(+ : v)
     for (int64_t j = 0; j < d; j++) {
         double c = x[j] - mean;
         v += c * c;
@@ -51,6 +53,7 @@ void kern_rmsnorm_cpu(const struct exec_ctx *ctx, struct tensor *y, const struct
         const float *xr = (const float *)x->data + i * x->stride[0];
         float *yr = (float *)y->data + i * y->stride[0];
         double ss = 0;
+#pragma omp simd reduction(+ : ss)
         for (int64_t j = 0; j < d; j++) ss += (double)xr[j] * xr[j];
         float r = (float)(1.0 / sqrt(ss / (double)d + (double)eps));
         if (g)

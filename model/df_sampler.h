@@ -1,0 +1,60 @@
+/* model/df_sampler.h - the diffusion-forcing denoising loop for one window (spec 6.4).
+ *
+ * Given the window's starting noise, optional clean prefix latents and an optional end latent, runs every
+ * row of the timestep matrix (model/df_schedule.h): builds the model input (the whole window, with
+ * add-noise conditioning of the prefix if asked), calls the DiT for the conditional context and, when
+ * guidance > 1, the unconditional one, combines them (classifier-free guidance, spec 3.8) and steps the
+ * scheduler of every frame the row updates (model/flow_unipc.h, one scheduler per latent frame).
+ *
+ * Add-noise conditioning draws fresh noise every row from the counter-based generator, addressed by
+ * (seed, RNG_PURPOSE_ADDNOISE, chunk, row) and the element index within the prefix: upstream draws it from
+ * the unseeded default CUDA generator (spec 13.10), so its results are not reproducible; ours are, for any
+ * thread or rank count and any resume point.
+ *
+ * The CPU backend keeps the window in host memory; the loop allocates everything once before the first
+ * row and nothing inside it.
+ */
+#ifndef REELFARM_MODEL_DF_SAMPLER_H
+#define REELFARM_MODEL_DF_SAMPLER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "core/tensor.h"
+#include "kernels/ops.h"
+#include "model/df_schedule.h"
+#include "model/flow_unipc.h"
+#include "model/wan_dit.h"
+
+struct df_sampling {
+    int steps;                 /* N */
+    double shift;              /* 8 for T2V/DF, 5 for I2V */
+    double guidance;           /* CFG scale; <= 1: conditional pass only */
+    int ar_step;               /* 0: synchronous */
+    int causal_block_size;     /* shapes the schedule */
+    bool causal_attention;     /* also apply the block-causal mask (upstream --causal_attention) */
+    int addnoise_condition;    /* 0: off; K: prefix noised by 0.001 K and fed with timestep K */
+    uint64_t seed;             /* for add-noise draws */
+    int64_t chunk;             /* chunk index (RNG addressing) */
+    int fps;                   /* frames per second; the model's fps code is 0 for 16, else 1 */
+    enum unipc_variant variant;
+};
+
+struct df_window {
+    const struct tensor *noise;            /* [16, F, H, W] starting latents of the whole window */
+    const struct tensor *prefix;           /* [16, P, H, W] clean prefix (placed at frames [0, P)), or NULL */
+    const struct tensor *end;              /* [16, 1, H, W] end latent appended after the window, or NULL */
+    const struct tensor *context;          /* [L, text_dim] */
+    const struct tensor *negative_context; /* [L', text_dim]; required when guidance > 1 */
+};
+
+/* Per-row progress (may be NULL). */
+typedef void (*df_progress_fn)(int64_t row, int64_t rows, double seconds, void *user);
+
+/* Validate everything against the model first (recoverable errors naming the input or flag), then run.
+ * out_latents: [16, F, H, W] host buffer. On success *sched holds the schedule that was run (caller frees). */
+int df_denoise_window(const struct wan_model *m, const struct exec_ctx *ctx, const struct df_sampling *s,
+                      const struct df_window *w, float *out_latents, struct df_schedule *sched,
+                      df_progress_fn progress, void *progress_user);
+
+#endif /* REELFARM_MODEL_DF_SAMPLER_H */
