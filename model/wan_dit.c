@@ -681,8 +681,8 @@ void wan_dit_forward(const struct wan_model *m, const struct exec_ctx *ctx, stru
     const int64_t lat_c = c->out_channels, plane = sh->frames * sh->height * sh->width;
     struct tensor lat_all = tensor_reshape(&b->lat_in, 2, (int64_t[]){c->in_channels, plane});
     struct tensor lat_dst = rows(&lat_all, 0, lat_c);
-    op_upload(ctx, &lat_dst, &(struct tensor){.dtype = DTYPE_F32, .device = DEVICE_CPU, .ndim = 2,
-                                              .shape = {lat_c, plane}, .stride = {plane, 1}, .data = in->latents.data});
+    struct tensor lat_src = tensor_reshape(&in->latents, 2, (int64_t[]){lat_c, plane});
+    op_upload(ctx, &lat_dst, &lat_src);
     if (c->in_channels > lat_c) {
         struct tensor cond_dst = rows(&lat_all, lat_c, c->in_channels - lat_c);
         struct tensor cond_src = tensor_reshape(&in->condition, 2, (int64_t[]){c->in_channels - lat_c, plane});
@@ -694,7 +694,8 @@ void wan_dit_forward(const struct wan_model *m, const struct exec_ctx *ctx, stru
 
     /* embeddings */
     op_patchify(ctx, &b->patches, &b->lat_in, c->patch);
-    struct tensor patch_w = tensor_reshape(&w->patch_w, 2, (int64_t[]){d, w->patch_w.shape[1] * c->patch[0] * c->patch[1] * c->patch[2]});
+    const int64_t patch_in = c->in_channels * c->patch[0] * c->patch[1] * c->patch[2];
+    struct tensor patch_w = tensor_reshape(&w->patch_w, 2, (int64_t[]){d, patch_in}); /* Conv3d as GEMM */
     op_linear(ctx, &b->x, &b->patches, &patch_w, &w->patch_b);
     time_embedding(m, ctx, b, fps_code);
     context_embedding(m, ctx, b);
