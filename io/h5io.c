@@ -185,6 +185,39 @@ end:
     return rc;
 }
 
+int h5_read_i64(const struct h5_file *f, const char *name, int64_t **data, int *ndim, int64_t shape[TENSOR_MAX_DIMS]) {
+    *data = NULL;
+    hid_t ds = -1;
+    TRY(open_dataset(f, name, &ds));
+    int rc = dataset_shape(f, name, ds, ndim, shape);
+    int64_t *buf = NULL;
+    if (rc < 0) goto end;
+    hid_t ty = H5Dget_type(ds);
+    H5T_class_t cls = H5Tget_class(ty);
+    H5Tclose(ty);
+    if (cls != H5T_INTEGER) {
+        rc = err_set(ERR_FORMAT, "%s: dataset '%s' must hold integers", f->path, name);
+        goto end;
+    }
+    size_t n = 1;
+    for (int i = 0; i < *ndim; i++) n *= (size_t)shape[i];
+    buf = malloc(n ? n * sizeof *buf : sizeof *buf);
+    if (!buf) {
+        rc = err_set(ERR_NOMEM, "%s: dataset '%s' does not fit in memory", f->path, name);
+        goto end;
+    }
+    if (n && H5Dread(ds, H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) < 0) {
+        rc = err_set(ERR_FORMAT, "%s: cannot read dataset '%s'", f->path, name);
+        goto end;
+    }
+    *data = buf;
+    buf = NULL;
+end:
+    free(buf);
+    H5Dclose(ds);
+    return rc;
+}
+
 int h5_read_i64_scalar(const struct h5_file *f, const char *name, int64_t *out) {
     hid_t ds = -1;
     TRY(open_dataset(f, name, &ds));
@@ -318,6 +351,22 @@ int h5_attr_get_i64(const struct h5_file *f, const char *key, int64_t *out) {
     long long v = 0;
     if (H5Tget_class(ty) != H5T_INTEGER || H5Aread(a, H5T_NATIVE_LLONG, &v) < 0)
         rc = err_set(ERR_FORMAT, "%s: attribute '%s' is not an integer", f->path, key);
+    else
+        *out = v;
+    H5Tclose(ty);
+    H5Aclose(a);
+    return rc;
+}
+
+int h5_attr_get_f64(const struct h5_file *f, const char *key, double *out) {
+    if (!h5_attr_has(f, key)) return err_set(ERR_MISSING, "%s: no attribute '%s'", f->path, key);
+    hid_t a = H5Aopen(f->id, key, H5P_DEFAULT);
+    hid_t ty = H5Aget_type(a);
+    const H5T_class_t cls = H5Tget_class(ty);
+    int rc = ERR_OK;
+    double v = 0;
+    if ((cls != H5T_INTEGER && cls != H5T_FLOAT) || H5Aread(a, H5T_NATIVE_DOUBLE, &v) < 0)
+        rc = err_set(ERR_FORMAT, "%s: attribute '%s' is not a number", f->path, key);
     else
         *out = v;
     H5Tclose(ty);

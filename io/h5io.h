@@ -44,6 +44,8 @@ int h5_dataset_shape(const struct h5_file *f, const char *name, int *ndim, int64
                      bool *is_float);
 /* Read a floating-point dataset as f32 into a new malloc'd buffer (caller frees); *t describes it. */
 int h5_read_f32(const struct h5_file *f, const char *name, struct tensor *t);
+/* Read an integer dataset into a new malloc'd int64 buffer (caller frees); shape as for h5_read_f32. */
+int h5_read_i64(const struct h5_file *f, const char *name, int64_t **data, int *ndim, int64_t shape[TENSOR_MAX_DIMS]);
 /* Read an integer dataset with exactly one element (scalar or [1]). */
 int h5_read_i64_scalar(const struct h5_file *f, const char *name, int64_t *out);
 
@@ -58,6 +60,8 @@ int h5_attr_set_f64(struct h5_file *f, const char *key, double value);
 bool h5_attr_has(const struct h5_file *f, const char *key);
 int h5_attr_get_str(const struct h5_file *f, const char *key, char *buf, size_t cap);
 int h5_attr_get_i64(const struct h5_file *f, const char *key, int64_t *out);
+/* A numeric (integer or floating-point) root attribute as a double. */
+int h5_attr_get_f64(const struct h5_file *f, const char *key, double *out);
 
 /* Every root dataset and root attribute, in name order; caller frees *entries. */
 int h5_list(const struct h5_file *f, struct h5_entry **entries, size_t *count);

@@ -52,6 +52,11 @@ static int check_window(const struct wan_model *m, const struct df_sampling *s, 
             return err_set(ERR_SHAPE, "end_latents: expected %s, found %s", shape_str(a, sizeof a, 4, want),
                            tensor_shape_str(b, sizeof b, w->end));
     }
+    if (w->end && s->causal_attention)
+        return err_set(ERR_INVALID_ARG,
+                       "end_latents with --causal-attention: the end frame would sit in a later causal block than "
+                       "every generated frame, so none could attend to it and the end image would be ignored; drop "
+                       "--causal-attention (the schedule keeps its block structure) or the end latent");
     if (s->guidance > 1.0 && !w->negative_context)
         return err_set(ERR_MISSING, "negative_context: required for guidance %g > 1", s->guidance);
     if (!(s->guidance >= 0.0) || s->guidance > 100.0)

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# scripts/make-goldens.sh - regenerate tests/golden/*.h5 with the independent PyTorch reference.
+# scripts/make-goldens.sh - regenerate tests/golden/dit_<case>.h5 with the independent PyTorch reference.
 #
 # Each golden file holds the inputs of one dit-forward case, the reference's noise_pred (computed in
 # float64 by tests/reference/wan_dit_ref.py from the spec, not from reelfarm's code) and attributes
@@ -41,9 +41,9 @@ for c in "${cases[@]}"; do
   read -r wsum wsumsq wcount < <("$PY" "$REF" fingerprint --model "$model")
   cbs_flag=()
   [ "$cbs" != 0 ] && cbs_flag=(--causal-block-size "$cbs")
-  rm -f "$OUT/$name.h5"
-  "$PY" "$REF" forward --model "$model" --in "$tmp/$name.in.h5" --out "$OUT/$name.h5" "${cbs_flag[@]}" \
+  rm -f "$OUT/dit_$name.h5"
+  "$PY" "$REF" forward --model "$model" --in "$tmp/$name.in.h5" --out "$OUT/dit_$name.h5" "${cbs_flag[@]}" \
     --copy-inputs --attr "case=$name" --attr "model_args=$mflags" --attr "model_weight_sum=$wsum" \
     --attr "model_weight_sumsq=$wsumsq" --attr "model_weight_count=$wcount"
-  echo "make-goldens: $OUT/$name.h5"
+  echo "make-goldens: $OUT/dit_$name.h5"
 done

@@ -54,7 +54,7 @@ expect 1 "error: .*already exists" "existing output is refused" -- "$bin" dit-fo
 expect 0 "" "--force replaces it" -- "$bin" dit-forward --model "$m" --in "$in" --out "$out" --force
 
 # golden round trip through the binary, and a negative control
-g="$golden/t2v_causal2.h5"
+g="$golden/dit_t2v_causal2.h5"
 gm="$tmp/golden_model"
 "$bin" make-tiny-model "$gm" --seed 7 --no-example >/dev/null
 expect 0 "" "dit-forward on a golden input" -- "$bin" dit-forward --model "$gm" --in "$g" --out "$tmp/g.h5" --causal-block-size 2
@@ -70,7 +70,7 @@ mk() { # mk FILE SRC:DATASET[:NEWNAME] ...
     h5copy -i "$src" -o "$f" -s "$ds" -d "${new:-$ds}" || { bad "h5copy $spec"; }
   done
 }
-odd="$golden/t2v_causal1_oddgrid.h5"
+odd="$golden/dit_t2v_causal1_oddgrid.h5"
 mk "$tmp/no_latents.h5" "$g:timesteps" "$g:context"
 mk "$tmp/latents_2d.h5" "$g:context:latents" "$g:timesteps" "$g:context"
 mk "$tmp/timesteps_len.h5" "$g:latents" "$odd:timesteps" "$g:context"
@@ -104,6 +104,34 @@ expect 1 "error: .*nothing: no such file" "inspect a missing path" -- "$bin" ins
 expect 0 "forward_s_min=" "bench (tiny)" -- bash -c "\"$bin\" bench --model-size tiny --resolution 64x64 --frames 5 --text-len 16 --repeat 1 --warmup 0 >&2"
 expect 2 "--frames" "bench impossible frame count" -- "$bin" bench --frames -4
 expect 1 "error: .*--frames 6: expected 4k\+1" "bench frame count not 4k+1" -- "$bin" bench --model-size tiny --frames 6
+
+
+# denoise: the golden round trip through the binary (integers exact, latents within 1e-4 absolute)
+dg="$golden/denoise_prefix_addnoise.h5"
+expect 0 "" "denoise on a golden input" -- "$bin" denoise --model "$gm" --in "$dg" --out "$tmp/dn.h5" --steps 10 \
+  --shift 8 --guidance 5 --ar-step 1 --addnoise-condition 20 --seed 1234 --chunk 3
+for ds in timesteps timestep_matrix update_mask valid_interval; do
+  if h5diff "$tmp/dn.h5" "$dg" $ds $ds >/dev/null; then ok "denoise $ds identical to the reference"; else bad "denoise $ds differs"; fi
+done
+if h5diff -d 1e-4 "$tmp/dn.h5" "$dg" latents latents >/dev/null; then ok "denoise latents match the reference within 1e-4"; else bad "denoise latents differ"; fi
+"$bin" denoise --model "$gm" --in "$dg" --out "$tmp/dn_wrong.h5" --steps 10 --shift 8 --guidance 5 --ar-step 1 \
+  --addnoise-condition 20 --seed 1234 --chunk 4 2>/dev/null
+if h5diff -d 1e-4 "$tmp/dn_wrong.h5" "$dg" latents latents >/dev/null 2>&1; then bad "negative control: another chunk's add-noise draws matched"; else ok "negative control: another chunk's add-noise draws differ"; fi
+mk "$tmp/dn_nonegative.h5" "$dg:noise" "$dg:context"
+mk "$tmp/dn_prefix3.h5" "$dg:noise" "$dg:context" "$dg:negative_context" "$golden/dit_t2v_causal1_oddgrid.h5:latents:prefix_latents"
+expect 1 "error: .*negative_context: required for guidance 6" "denoise without negative_context" -- "$bin" denoise --model "$gm" --in "$tmp/dn_nonegative.h5" --out "$o" --steps 4
+expect 1 "error: .*prefix_latents: expected \[16, P, 8, 8\]" "denoise with a misshaped prefix" -- "$bin" denoise --model "$gm" --in "$tmp/dn_prefix3.h5" --out "$o" --steps 4
+expect 1 "error: .*causal-block-size 2 does not divide the 5 latent frames" "denoise with an impossible block size" -- "$bin" denoise --model "$gm" --in "$dg" --out "$o" --steps 4 --causal-block-size 2
+expect 2 "--steps, .*are required|--model, --in, --out and --steps are required" "denoise without --steps" -- "$bin" denoise --model "$gm" --in "$dg" --out "$o"
+expect 2 "--guidance: expected a number" "denoise bad guidance" -- "$bin" denoise --model "$gm" --in "$dg" --out "$o" --steps 4 --guidance lots
+no_file "$o" "failed denoise runs"
+
+# plan
+expect 0 "total: 90 rows, 180 DiT forwards" "plan 257 frames" -- bash -c "\"$bin\" plan --frames 257 --base-frames 97 --overlap 17 >&2"
+expect 0 '"chunks_count":[[:space:]]*14' "plan 60 s at 720P as JSON" -- bash -c "\"$bin\" plan --seconds 60 --fps 24 --base-frames 121 --overlap 17 --resolution 720p --json >&2"
+expect 1 "error: --overlap 97 must be smaller than --base-frames 97; try --overlap 17" "plan overlap >= base" -- "$bin" plan --frames 257 --base-frames 97 --overlap 97
+expect 1 "use --base-frames 93 or 101" "plan base not divisible by the block size" -- "$bin" plan --frames 257 --base-frames 97 --overlap 17 --causal-block-size 2
+expect 2 "give --frames or --seconds" "plan without a length" -- "$bin" plan --base-frames 97
 
 echo "test_cli: $([ $fails -eq 0 ] && echo "passed $checks checks" || echo "FAILED $fails of $checks checks")"
 [ $fails -eq 0 ]

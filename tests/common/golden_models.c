@@ -1,0 +1,81 @@
+/* tests/common/golden_models.c - tiny models named by golden files. */
+#include "tests/common/golden_models.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/error.h"
+#include "tests/common/test_util.h"
+
+int golden_model_options(const char *args, struct wan_tiny_options *o) {
+    wan_tiny_default_options(o);
+    o->example_input = false;
+    char buf[320];
+    snprintf(buf, sizeof buf, "%s", args);
+    char *save = NULL;
+    for (char *tok = strtok_r(buf, " ", &save); tok; tok = strtok_r(NULL, " ", &save)) {
+        if (!strcmp(tok, "--seed")) {
+            char *v = strtok_r(NULL, " ", &save);
+            if (!v) return -1;
+            o->seed = strtoull(v, NULL, 10);
+        } else if (!strcmp(tok, "--fps-embedding")) {
+            o->fps_embedding = true;
+        } else if (!strcmp(tok, "--i2v")) {
+            o->i2v = true;
+        } else if (!strcmp(tok, "--dtype")) {
+            char *v = strtok_r(NULL, " ", &save);
+            int dt = v ? dtype_parse(v) : -1;
+            if (dt < 0) return -1;
+            o->dtype = (enum dtype)dt;
+        } else {
+            return -1;
+        }
+    }
+    return 0;
+}
+
+struct wan_model *golden_model_load(const char *tmp, const char *args, const char *variant) {
+    struct wan_tiny_options o;
+    T_REQUIRE(golden_model_options(args, &o) == 0, "cannot parse model_args '%s'", args);
+    if (variant && !strcmp(variant, "original")) o.naming = WAN_NAMING_ORIGINAL, o.shards = 3;
+    if (variant && !strcmp(variant, "sharded")) o.shards = 2;
+    static int counter = 0;
+    char dir[1200];
+    snprintf(dir, sizeof dir, "%s/model%d", tmp, counter++);
+    T_REQUIRE(wan_tiny_write(dir, &o) == ERR_OK, "make-tiny-model %s: %s", args, err_message());
+    struct wan_model *m = NULL;
+    T_REQUIRE(wan_model_load(&m, dir) == ERR_OK, "load %s: %s", dir, err_message());
+    return m;
+}
+
+static double attr_number(const struct h5_file *f, const char *key) {
+    char s[128];
+    return h5_attr_get_str(f, key, s, sizeof s) == ERR_OK ? strtod(s, NULL) : NAN;
+}
+
+bool golden_model_matches(struct wan_model *m, const struct h5_file *f, const char *what) {
+    struct wan_tensor_decl *decls = NULL;
+    size_t n = 0;
+    T_REQUIRE(wan_weights_declare(&m->cfg, &m->w, &decls, &n) == ERR_OK, "declare: %s", err_message());
+    double sum = 0, sumsq = 0;
+    int64_t count = 0;
+    for (size_t i = 0; i < n; i++) {
+        const struct tensor *t = decls[i].slot;
+        const float *p = t->data;
+        for (int64_t k = 0; k < tensor_numel(t); k++) sum += p[k], sumsq += (double)p[k] * p[k];
+        count += tensor_numel(t);
+    }
+    free(decls);
+    const double want_sum = attr_number(f, "model_weight_sum"), want_sumsq = attr_number(f, "model_weight_sumsq");
+    const double want_count = attr_number(f, "model_weight_count");
+    const bool same = (double)count == want_count && fabs(sum - want_sum) <= 1e-9 * (fabs(want_sum) + sumsq) &&
+                      fabs(sumsq - want_sumsq) <= 1e-9 * want_sumsq;
+    T_CHECK(same,
+            "%s: the tiny model differs from the one the golden was computed with (sum %.17g vs %.17g, count %lld vs "
+            "%.0f). HINT: the tiny-model generator changed; regenerate the goldens with scripts/make-goldens.sh and "
+            "scripts/make-goldens-sampling.sh",
+            what, sum, want_sum, (long long)count, want_count);
+    return same;
+}

@@ -1,0 +1,26 @@
+/* tests/common/golden_models.h - rebuilding the tiny model a golden file was computed with.
+ *
+ * Golden files name their model by the make-tiny-model flags (attribute model_args) and record a
+ * fingerprint of its weights (model_weight_sum / _sumsq / _count as strings). These helpers write that
+ * model into a temporary directory, load it, and check the fingerprint, so a changed tiny-model
+ * generator is reported as such (with the command that regenerates the goldens) and not as a
+ * numerical failure.
+ */
+#ifndef REELFARM_TESTS_GOLDEN_MODELS_H
+#define REELFARM_TESTS_GOLDEN_MODELS_H
+
+#include <stdbool.h>
+
+#include "io/h5io.h"
+#include "model/wan_dit.h"
+#include "model/wan_tiny.h"
+
+/* Parse "--seed 7 --fps-embedding --i2v --dtype bf16" into options (example input off). */
+int golden_model_options(const char *args, struct wan_tiny_options *o);
+/* Write the model of args into a fresh directory under tmp and load it (fatal test failure if impossible).
+ * variant: NULL, "original" (original naming in 3 shards) or "sharded" (Diffusers naming in 2 shards). */
+struct wan_model *golden_model_load(const char *tmp, const char *args, const char *variant);
+/* Compare the loaded weights with the fingerprint attributes of golden file f; prints a hint on mismatch. */
+bool golden_model_matches(struct wan_model *m, const struct h5_file *f, const char *what);
+
+#endif /* REELFARM_TESTS_GOLDEN_MODELS_H */
