@@ -15,6 +15,28 @@
 #include "model/wan_dit.h"
 #include "worker/worker.h"
 
+/* The machine's dense GEMM rate through the same op the model uses (2048^3, best of 3): the physical
+ * reference printed next to the model's throughput. */
+static double gemm_peak_gflops(const struct exec_ctx *ctx) {
+    const int64_t n = 2048;
+    float *a = malloc((size_t)(n * n) * sizeof(float)), *b = malloc((size_t)(n * n) * sizeof(float));
+    float *c = malloc((size_t)(n * n) * sizeof(float));
+    double best = 0;
+    if (a && b && c) {
+        rng_normal_f32(a, n * n, 5, 1, 0);
+        rng_normal_f32(b, n * n, 5, 2, 0);
+        struct tensor ta = tensor_f32_2d(a, n, n), tb = tensor_f32_2d(b, n, n), tc = tensor_f32_2d(c, n, n);
+        for (int r = 0; r < 4; r++) {
+            const double t0 = time_now();
+            op_linear(ctx, &tc, &ta, &tb, NULL);
+            const double g = 2.0 * (double)n * n * n / (time_now() - t0) / 1e9;
+            if (r > 0 && g > best) best = g; /* the first run warms up */
+        }
+    }
+    free(a), free(b), free(c);
+    return best;
+}
+
 static int cmp_double(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
     return (x > y) - (x < y);
@@ -78,16 +100,17 @@ int worker_bench(const struct bench_options *o) {
         times[i] = time_now() - t0;
     }
     qsort(times, (size_t)o->repeat, sizeof *times, cmp_double);
+    const double peak = gemm_peak_gflops(&ctx);
     const double flops = wan_dit_flops(&cfg, &shape, o->causal_block_size);
     const int64_t tokens = f * (h / 2) * (w / 2);
     printf("bench impl=reelfarm-cpu backend=cpu model=%s dim=%lld heads=%lld ffn=%lld layers=%lld frames=%lld "
            "latent_frames=%lld height=%lld width=%lld tokens=%lld context=%lld causal_block_size=%d threads=%d "
-           "forward_s_min=%.4f forward_s_median=%.4f gflop=%.1f gflops=%.1f params_m=%.1f weights_mb=%.1f "
+           "forward_s_min=%.4f forward_s_median=%.4f gflop=%.1f gflops=%.1f gemm_peak_gflops=%.1f params_m=%.1f weights_mb=%.1f "
            "activations_mb=%.1f init_s=%.2f peak_rss_mb=%.1f\n",
            o->model_size, (long long)cfg.dim, (long long)cfg.num_heads, (long long)cfg.ffn_dim,
            (long long)cfg.num_layers, (long long)o->pixel_frames, (long long)f, (long long)o->height,
            (long long)o->width, (long long)tokens, (long long)o->text_len, o->causal_block_size,
-           exec_ctx_threads(&ctx), times[0], times[o->repeat / 2], flops / 1e9, flops / times[0] / 1e9,
+           exec_ctx_threads(&ctx), times[0], times[o->repeat / 2], flops / 1e9, flops / times[0] / 1e9, peak,
            (double)m->n_params / 1e6, (double)m->weight_arena.size / (1 << 20), (double)ws.arena.size / (1 << 20),
            init_s, (double)mem_peak_rss() / (1 << 20));
     fflush(stdout);

@@ -3,19 +3,61 @@
  * Memory is O(L d): queries are processed in tiles of ATT_BQ rows and keys in tiles of ATT_BK,
  * keeping a running max m, running sum l and an unnormalised output O per query row (the online
  * softmax of FlashAttention). Scores for one tile pair are one sgemm, P V another. OpenMP threads
- * take (head, query tile) units; each thread has its own small tiles on the stack.
+ * take (head, query tile) units; each thread has its own tiles (att_scratch_get).
  * Block-causal masking (spec 3.9) limits each query row to keys below the end of its frame block;
  * key tiles past every row's limit are skipped, so causal attention also costs less.
  * Mirrors SR attention.py flash_attention (no mask) and the masked SDPA of transformer.py.
  */
 #include <cblas.h>
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
+
+#include "core/error.h"
 
 #include "kernels/cpu/kern_cpu.h"
 #include "kernels/cpu/vec_math.h"
 
-enum { ATT_BQ = 64, ATT_BK = 256 };
+enum { ATT_BQ = 128, ATT_BK = 256 }; /* tuned on a 2-core EPYC (scripts/bench-cpu.sh, docs/benchmarks.md) */
+
+/* Per-thread tiles, allocated the first time a thread needs them and reused by every later call
+ * (OpenMP keeps its threads), so attention allocates nothing in the denoising loop and does not put
+ * 256 KiB on thread stacks of unknown size. */
+struct att_scratch {
+    float *s; /* [ATT_BQ, ATT_BK] scores, then probabilities */
+    float *o; /* [ATT_BQ, OP_HEAD_DIM_MAX] unnormalised output rows */
+};
+
+static struct att_scratch att_scratch_get(void) {
+    static _Thread_local struct att_scratch sc;
+    if (!sc.s) {
+        sc.s = aligned_alloc(64, sizeof(float) * ATT_BQ * ATT_BK);
+        sc.o = aligned_alloc(64, sizeof(float) * ATT_BQ * OP_HEAD_DIM_MAX);
+        CHECK(sc.s && sc.o, "out of memory for attention tiles");
+    }
+    return sc;
+}
+
+/* max(init, x[0..n)) */
+static inline float row_max(const float *restrict x, int64_t n, float init) {
+    float mx = init;
+#pragma omp simd reduction(max : mx)
+    for (int64_t j = 0; j < n; j++) mx = x[j] > mx ? x[j] : mx;
+    return mx;
+}
+
+/* x[j] = exp(x[j] - mx) in place; returns the sum. Explicit simd reductions: without them gcc keeps
+ * these loops scalar. */
+static inline float row_exp_sum(float *restrict x, int64_t n, float mx) {
+    float sum = 0.0f;
+#pragma omp simd reduction(+ : sum)
+    for (int64_t j = 0; j < n; j++) {
+        const float p = vm_expf(x[j] - mx);
+        x[j] = p;
+        sum += p;
+    }
+    return sum;
+}
 
 static int64_t causal_key_end(const struct attn_causal *c, int64_t q_global, int64_t lk) {
     const int64_t frame = q_global / c->tokens_per_frame;
@@ -36,8 +78,8 @@ void kern_attention_cpu(const struct exec_ctx *ctx, struct tensor *out, const st
 
 #pragma omp parallel num_threads(nt)
     {
-        float s[ATT_BQ * ATT_BK];          /* scores, then probabilities */
-        float o[ATT_BQ * OP_HEAD_DIM_MAX]; /* unnormalised output rows */
+        const struct att_scratch sc = att_scratch_get();
+        float *restrict s = sc.s, *restrict o = sc.o;
         float m[ATT_BQ], l[ATT_BQ];
         int64_t kend[ATT_BQ];
 #pragma omp for schedule(dynamic)
@@ -68,18 +110,9 @@ void kern_attention_cpu(const struct exec_ctx *ctx, struct tensor *out, const st
                         memset(sr, 0, (size_t)nk * sizeof(float));
                         continue;
                     }
-                    /* explicit simd reductions: without them gcc keeps these loops scalar */
-                    float mx = m[i];
-#pragma omp simd reduction(max : mx)
-                    for (int64_t j = 0; j < lim; j++) mx = sr[j] > mx ? sr[j] : mx;
+                    const float mx = row_max(sr, lim, m[i]);
                     const float corr = m[i] == -INFINITY ? 0.0f : vm_expf(m[i] - mx);
-                    float sum = 0.0f;
-#pragma omp simd reduction(+ : sum)
-                    for (int64_t j = 0; j < lim; j++) {
-                        float p = vm_expf(sr[j] - mx);
-                        sr[j] = p;
-                        sum += p;
-                    }
+                    const float sum = row_exp_sum(sr, lim, mx);
                     for (int64_t j = lim; j < nk; j++) sr[j] = 0.0f;
                     l[i] = l[i] * corr + sum;
                     m[i] = mx;
