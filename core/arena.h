@@ -11,6 +11,9 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include "core/cdefs.h"
+
+RF_BEGIN_DECLS
 
 enum { ARENA_ALIGN = 256 };
 
@@ -38,5 +41,7 @@ void arena_reset(struct arena *a);
 
 /* Round up to the arena alignment. */
 static inline size_t arena_round(size_t bytes) { return (bytes + ARENA_ALIGN - 1) & ~(size_t)(ARENA_ALIGN - 1); }
+
+RF_END_DECLS
 
 #endif /* REELFARM_CORE_ARENA_H */

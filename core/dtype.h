@@ -11,6 +11,9 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
+#include "core/cdefs.h"
+
+RF_BEGIN_DECLS
 
 enum dtype {
     DTYPE_F32 = 0,
@@ -95,5 +98,7 @@ static inline uint16_t f32_to_f16(float f) {
 void dtype_to_f32(float *dst, const void *src, enum dtype src_dt, size_t n);
 /* Convert n float32 elements to dst_dt (F32, BF16 or F16). */
 void dtype_from_f32(void *dst, enum dtype dst_dt, const float *src, size_t n);
+
+RF_END_DECLS
 
 #endif /* REELFARM_CORE_DTYPE_H */

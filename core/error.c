@@ -60,7 +60,7 @@ void err_clear(void) {
     err_code_last = ERR_OK;
 }
 
-_Noreturn void die_atv(const char *file, int line, const char *func, const char *stmt, const char *fmt,
+RF_NORETURN void die_atv(const char *file, int line, const char *func, const char *stmt, const char *fmt,
                        va_list ap) {
     char detail[1024];
     vsnprintf(detail, sizeof detail, fmt, ap);
@@ -77,7 +77,7 @@ _Noreturn void die_atv(const char *file, int line, const char *func, const char 
     proc_abort(PROC_EXIT_FATAL);
 }
 
-_Noreturn void die_at(const char *file, int line, const char *func, const char *stmt, const char *fmt, ...) {
+RF_NORETURN void die_at(const char *file, int line, const char *func, const char *stmt, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
     die_atv(file, line, func, stmt, fmt, ap);

@@ -20,6 +20,9 @@
 
 #include <stdarg.h>
 #include <stddef.h>
+#include "core/cdefs.h"
+
+RF_BEGIN_DECLS
 
 enum err_code {
     ERR_OK = 0,
@@ -49,9 +52,9 @@ void err_clear(void);
 /* ---- fatal path ---- */
 
 /* Log a fatal error with its location and end the job. Never returns. */
-_Noreturn void die_at(const char *file, int line, const char *func, const char *stmt, const char *fmt, ...)
+RF_NORETURN void die_at(const char *file, int line, const char *func, const char *stmt, const char *fmt, ...)
     __attribute__((format(printf, 5, 6)));
-_Noreturn void die_atv(const char *file, int line, const char *func, const char *stmt, const char *fmt, va_list ap);
+RF_NORETURN void die_atv(const char *file, int line, const char *func, const char *stmt, const char *fmt, va_list ap);
 
 /* Always-on assertion: CHECK(cond, "fmt", ...). */
 #define CHECK(cond, ...)                                                                                         \
@@ -125,5 +128,7 @@ _Noreturn void die_atv(const char *file, int line, const char *func, const char 
         int rf_try_rc_ = (stmt);                                                                                 \
         if (rf_try_rc_ < 0) return rf_try_rc_;                                                                   \
     } while (0)
+
+RF_END_DECLS
 
 #endif /* REELFARM_CORE_ERROR_H */

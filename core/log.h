@@ -8,6 +8,10 @@
 #ifndef REELFARM_CORE_LOG_H
 #define REELFARM_CORE_LOG_H
 
+#include "core/cdefs.h"
+
+RF_BEGIN_DECLS
+
 enum log_level { LOG_LEVEL_ERROR = 0, LOG_LEVEL_WARN = 1, LOG_LEVEL_INFO = 2, LOG_LEVEL_DEBUG = 3 };
 
 typedef void (*log_sink_fn)(enum log_level level, const char *line, void *user);
@@ -31,5 +35,7 @@ void log_printf0(enum log_level level, const char *file, int line, const char *f
 #define LOG_DEBUG(...) log_printf(LOG_LEVEL_DEBUG, __FILE__, __LINE__, __VA_ARGS__)
 #define LOG_INFO0(...) log_printf0(LOG_LEVEL_INFO, __FILE__, __LINE__, __VA_ARGS__)
 #define LOG_WARN0(...) log_printf0(LOG_LEVEL_WARN, __FILE__, __LINE__, __VA_ARGS__)
+
+RF_END_DECLS
 
 #endif /* REELFARM_CORE_LOG_H */

@@ -66,7 +66,7 @@ void proc_remove_abort_hook(proc_abort_hook_fn fn, void *user) {
     }
 }
 
-_Noreturn void proc_abort(int exit_code) {
+RF_NORETURN void proc_abort(int exit_code) {
     /* A hook that itself fails fatally must not recurse. */
     if (!aborting) {
         aborting = 1;

@@ -8,6 +8,9 @@
 #define REELFARM_CORE_PROCESS_H
 
 #include <stddef.h>
+#include "core/cdefs.h"
+
+RF_BEGIN_DECLS
 
 enum { PROC_EXIT_FATAL = 70 }; /* EX_SOFTWARE: an internal error, not bad input */
 
@@ -26,6 +29,8 @@ const char *proc_describe(char *buf, size_t len);
 void proc_add_abort_hook(proc_abort_hook_fn fn, void *user);
 void proc_remove_abort_hook(proc_abort_hook_fn fn, void *user);
 /* Run the hooks and end the process. Used by die_at(). */
-_Noreturn void proc_abort(int exit_code);
+RF_NORETURN void proc_abort(int exit_code);
+
+RF_END_DECLS
 
 #endif /* REELFARM_CORE_PROCESS_H */

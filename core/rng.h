@@ -9,6 +9,9 @@
 #define REELFARM_CORE_RNG_H
 
 #include <stdint.h>
+#include "core/cdefs.h"
+
+RF_BEGIN_DECLS
 
 /* Purposes of draws: part of every stream id, so streams of different uses never coincide. */
 enum rng_purpose {
@@ -27,5 +30,7 @@ void rng_normal_f32(float *out, int64_t n, uint64_t seed, uint64_t stream, int64
 
 /* A stream id from a purpose tag and up to three coordinates (chunk, row, ...); a fixed hash. */
 uint64_t rng_stream_id(uint32_t purpose, uint64_t a, uint64_t b, uint64_t c);
+
+RF_END_DECLS
 
 #endif /* REELFARM_CORE_RNG_H */

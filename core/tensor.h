@@ -12,6 +12,9 @@
 #include <stdint.h>
 
 #include "core/dtype.h"
+#include "core/cdefs.h"
+
+RF_BEGIN_DECLS
 
 enum device { DEVICE_CPU = 0, DEVICE_CUDA = 1 };
 
@@ -57,5 +60,7 @@ float *tensor_f32(const struct tensor *t);
 /* "[16, 4, 8, 8]" into buf; returns buf. */
 const char *shape_str(char *buf, size_t len, int ndim, const int64_t *shape);
 const char *tensor_shape_str(char *buf, size_t len, const struct tensor *t);
+
+RF_END_DECLS
 
 #endif /* REELFARM_CORE_TENSOR_H */

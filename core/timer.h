@@ -3,6 +3,9 @@
 #define REELFARM_CORE_TIMER_H
 
 #include <stddef.h>
+#include "core/cdefs.h"
+
+RF_BEGIN_DECLS
 
 /* Seconds from an arbitrary fixed point (CLOCK_MONOTONIC). */
 double time_now(void);
@@ -10,5 +13,7 @@ double time_now(void);
 size_t mem_peak_rss(void);
 /* Current resident set size in bytes (/proc/self/statm), 0 if unknown. */
 size_t mem_current_rss(void);
+
+RF_END_DECLS
 
 #endif /* REELFARM_CORE_TIMER_H */

@@ -25,6 +25,9 @@
 #include <stdint.h>
 
 #include "core/tensor.h"
+#include "core/cdefs.h"
+
+RF_BEGIN_DECLS
 
 enum backend { BACKEND_CPU = 0, BACKEND_CUDA = 1 };
 
@@ -132,5 +135,7 @@ void op_download(const struct exec_ctx *ctx, struct tensor *dst, const struct te
 
 /* dst = src for rows tensors of the same shape (different strides allowed). */
 void op_copy(const struct exec_ctx *ctx, struct tensor *dst, const struct tensor *src);
+
+RF_END_DECLS
 
 #endif /* REELFARM_KERNELS_OPS_H */

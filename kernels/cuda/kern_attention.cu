@@ -1,0 +1,151 @@
+/* kernels/cuda/kern_attention.cu - multi-head attention with a streaming softmax (CUDA twin of
+ * kernels/cpu/kern_attention.c).
+ *
+ * What it does: O(L d) memory, no score matrix. One block per (query tile of ATT_WARPS rows, head);
+ * each warp owns one query row. Keys and values stream through shared memory in tiles of ATT_BK = 32
+ * rows; in a tile, lane j scores key j (q . k_j * scale, fp32), the warp keeps a running max m,
+ * running sum l and an unnormalised output row o (lane e holds dims e, e + 32, ...) and rescales
+ * them per tile (the online softmax of FlashAttention). Block-causal masking (spec 3.9) limits
+ * each query row to keys below the end of its frame block, computed exactly as the CPU twin does
+ * (causal_key_end); tiles past the block's last row limit are not loaded. A row that sees no key
+ * gets 0. accumulate adds into out. Head dim up to OP_HEAD_DIM_MAX (256), any row strides.
+ * out may alias q (each block reads its own q rows before writing them), not k or v.
+ * What it does not do: no bf16, no tensor cores, no split-K over keys, no tuning (one warp per row,
+ * scalar dot products); speed is a later issue.
+ * Mirrors SR attention.py flash_attention (no mask) and the masked SDPA of transformer.py.
+ */
+#include "kernels/cuda/kern_cuda.h"
+
+enum {
+    ATT_WARPS = 8,                         /* query rows per block */
+    ATT_THREADS = ATT_WARPS * 32,
+    ATT_BK = 32,                           /* keys per tile: one per lane */
+    ATT_DH_PER_LANE = OP_HEAD_DIM_MAX / 32 /* output dims a lane owns at most */
+};
+
+/* End (exclusive, local to k) of the keys a query with global token index q_global may see. */
+static __host__ __device__ int64_t causal_key_end(const struct attn_causal c, int64_t q_global, int64_t lk) {
+    const int64_t frame = q_global / c.tokens_per_frame;
+    const int64_t block_end_frame = (frame / c.frames_per_block + 1) * c.frames_per_block;
+    const int64_t end = block_end_frame * c.tokens_per_frame - c.k_token_offset;
+    return end < 0 ? 0 : (end > lk ? lk : end);
+}
+
+static __device__ float warp_max(float v) {
+    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+    return v;
+}
+
+static __device__ float warp_sum(float v) {
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+
+__global__ void attention_kernel(float *out, int64_t ldo,     // [Lq, H dh]
+                                 const float *q, int64_t ldq, // [Lq, H dh]
+                                 const float *k, int64_t ldk, // [Lk, H dh]
+                                 const float *v, int64_t ldv, // [Lk, H dh]
+                                 int64_t lq, int64_t lk, int dh, float scale,
+                                 struct attn_causal causal, int is_causal, int accumulate) {
+    extern __shared__ float smem[];
+    float *sk = smem;                   /* [ATT_BK, dh + 1] (padded: lane j reads row j) */
+    float *sv = sk + ATT_BK * (dh + 1); /* [ATT_BK, dh] */
+    float *sq = sv + ATT_BK * dh;       /* [ATT_WARPS, dh] */
+
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const int64_t head_col = (int64_t)blockIdx.y * dh;
+    const int64_t q0 = (int64_t)blockIdx.x * ATT_WARPS;
+    const int64_t nq = lq - q0 < ATT_WARPS ? lq - q0 : ATT_WARPS;
+    const int64_t row = q0 + warp;
+    const bool row_valid = warp < nq;
+
+    /* Key limits: this row's, and the block's (the limit never decreases with the query index). */
+    const int64_t kend = !row_valid ? 0 : (is_causal ? causal_key_end(causal, row + causal.q_token_offset, lk) : lk);
+    const int64_t kmax = is_causal ? causal_key_end(causal, q0 + nq - 1 + causal.q_token_offset, lk) : lk;
+
+    float *qs = sq + warp * dh;
+    if (row_valid)
+        for (int e = lane; e < dh; e += 32) qs[e] = q[row * ldq + head_col + e];
+
+    float o[ATT_DH_PER_LANE];
+#pragma unroll
+    for (int c = 0; c < ATT_DH_PER_LANE; c++) o[c] = 0.0f;
+    float m = -INFINITY, l = 0.0f;
+
+    for (int64_t k0 = 0; k0 < kmax; k0 += ATT_BK) {
+        const int nk = (int)(kmax - k0 < ATT_BK ? kmax - k0 : ATT_BK);
+        __syncthreads(); /* the previous tile is consumed (and qs is written) */
+        for (int idx = threadIdx.x; idx < nk * dh; idx += blockDim.x) {
+            const int j = idx / dh, e = idx - j * dh;
+            sk[j * (dh + 1) + e] = k[(k0 + j) * ldk + head_col + e];
+            sv[j * dh + e] = v[(k0 + j) * ldv + head_col + e];
+        }
+        __syncthreads();
+        if (!row_valid || k0 >= kend) continue; /* uniform over the warp: one row per warp */
+
+        const int64_t key = k0 + lane; /* key < kend implies lane < nk */
+        float s = -INFINITY;
+        if (key < kend) {
+            const float *kr = sk + lane * (dh + 1);
+            float acc = 0.0f;
+            for (int e = 0; e < dh; e++) acc += qs[e] * kr[e];
+            s = acc * scale;
+        }
+        const float m_new = fmaxf(m, warp_max(s)); /* finite: lane 0 holds a visible key */
+        const float corr = m == -INFINITY ? 0.0f : expf(m - m_new);
+        const float p = key < kend ? expf(s - m_new) : 0.0f;
+        l = l * corr + warp_sum(p);
+        m = m_new;
+#pragma unroll
+        for (int c = 0; c < ATT_DH_PER_LANE; c++) o[c] *= corr;
+        for (int j = 0; j < nk; j++) {
+            const float pj = __shfl_sync(0xffffffffu, p, j);
+            const float *vr = sv + j * dh;
+#pragma unroll
+            for (int c = 0; c < ATT_DH_PER_LANE; c++) {
+                const int e = lane + 32 * c;
+                if (e < dh) o[c] += pj * vr[e];
+            }
+        }
+    }
+
+    if (row_valid) {
+        const float inv = l > 0.0f ? 1.0f / l : 0.0f;
+        float *dst = out + row * ldo + head_col;
+#pragma unroll
+        for (int c = 0; c < ATT_DH_PER_LANE; c++) {
+            const int e = lane + 32 * c;
+            if (e < dh) dst[e] = accumulate ? dst[e] + o[c] * inv : o[c] * inv;
+        }
+    }
+}
+
+void kern_attention_cuda(const struct exec_ctx *ctx, struct tensor *out, const struct tensor *q,
+                         const struct tensor *k, const struct tensor *v, int n_heads, float scale,
+                         const struct attn_causal *causal, bool accumulate) {
+    static const char op[] = "kern_attention_cuda";
+    cuda_check_ctx(ctx, op);
+    cuda_require_f32(op, "out", out);
+    cuda_require_f32(op, "q", q);
+    cuda_require_f32(op, "k", k);
+    cuda_require_f32(op, "v", v);
+    const int64_t lq = q->shape[0], lk = k->shape[0];
+    const int64_t dh = q->shape[1] / n_heads;
+    CHECK(dh > 0 && dh <= OP_HEAD_DIM_MAX, "%s: head dim %lld outside (0, %d]", op, (long long)dh, OP_HEAD_DIM_MAX);
+    CHECK(n_heads <= 65535, "%s: %d heads exceed the grid's y extent", op, n_heads);
+    if (lq == 0) return;
+
+    const size_t smem = (size_t)(ATT_BK * (dh + 1) + ATT_BK * dh + ATT_WARPS * dh) * sizeof(float);
+    if (smem > 48 * 1024) /* above the default: opt in (at most ~74 KB for dh = 256) */
+        CUDA_CHECK(cudaFuncSetAttribute(attention_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+
+    struct attn_causal c;
+    memset(&c, 0, sizeof c);
+    if (causal) c = *causal;
+    const dim3 grid((unsigned)cuda_to_int(op, "query tiles", CEIL_DIV(lq, (int64_t)ATT_WARPS)), (unsigned)n_heads);
+    attention_kernel<<<grid, ATT_THREADS, smem, cuda_stream_of(ctx)>>>(
+        (float *)out->data, out->stride[0], (const float *)q->data, q->stride[0], (const float *)k->data,
+        k->stride[0], (const float *)v->data, v->stride[0], lq, lk, (int)dh, scale, c, causal != NULL,
+        accumulate ? 1 : 0);
+    CUDA_CHECK(cudaGetLastError());
+}

@@ -1,0 +1,121 @@
+/* kernels/cuda/kern_cuda.h - the CUDA backend behind kernels/ops.h: device bring-up and op twins.
+ *
+ * What it does: declares the kern_<name>_cuda() twin of every kern_<name>_cpu() in
+ * kernels/cpu/kern_cpu.h (same arguments, same semantics, documented once in ops.h) and a small
+ * device API (cuda_backend_init/free, cuda_device_count, cuda_alloc/free, cuda_sync). Includable
+ * from C11 (kernels/ops.c, tests) and from the .cu files; the C part names no CUDA type (the
+ * stream and the handles travel as void * in struct exec_ctx).
+ * What it does not do: the twins compute in float32 only (bf16 kernels come with the CUDA-backend
+ * issue) and are written for correctness, not speed (not tuned).
+ * The section under __CUDACC__ at the end is internal to kernels/cuda/ (cuBLAS headers stay here).
+ */
+#ifndef REELFARM_KERNELS_CUDA_KERN_CUDA_H
+#define REELFARM_KERNELS_CUDA_KERN_CUDA_H
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "core/cdefs.h"
+#include "core/tensor.h"
+#include "kernels/ops.h"
+
+RF_BEGIN_DECLS
+
+/* ---- device API (kernels/cuda/cuda_backend.cu) ---- */
+
+/* Number of usable CUDA devices; 0 (not an error) when there is no driver or no device. Never dies. */
+int cuda_device_count(void);
+/* Select `device`, create a non-blocking stream and a cuBLAS handle (default math: no TF32) kept in
+ * ctx->cuda_state; set ctx->backend = BACKEND_CUDA and ctx->cuda_stream (ctx->n_threads is left as
+ * it is). Returns 0, or a negative enum err_code with err_message() set when there is no device,
+ * the index is out of range or this build has no kernel image for the device. */
+int cuda_backend_init(struct exec_ctx *ctx, int device);
+/* Synchronise, release the stream and handles, and reset ctx to a plain CPU context. NULL-tolerant. */
+void cuda_backend_free(struct exec_ctx *ctx);
+/* Device memory, 256-byte aligned; fatal on failure (with the size in the message). 0 bytes -> NULL. */
+void *cuda_alloc(size_t bytes);
+void cuda_free(void *p); /* NULL-tolerant */
+/* Wait until everything queued on ctx's stream has finished (fatal on a CUDA error). */
+void cuda_sync(const struct exec_ctx *ctx);
+
+/* ---- op twins (one .cu per CPU file; see kern_cpu.h) ---- */
+
+/* kern_linear.cu */
+void kern_linear_cuda(const struct exec_ctx *ctx, struct tensor *y, const struct tensor *x, const struct tensor *w,
+                      const struct tensor *b);
+/* kern_norm.cu */
+void kern_layernorm_cuda(const struct exec_ctx *ctx, struct tensor *y, const struct tensor *x,
+                         const struct tensor *gamma, const struct tensor *beta, float eps);
+void kern_rmsnorm_cuda(const struct exec_ctx *ctx, struct tensor *y, const struct tensor *x,
+                       const struct tensor *gamma, float eps);
+void kern_norm_modulate_cuda(const struct exec_ctx *ctx, struct tensor *y, const struct tensor *x,
+                             const struct tensor *shift, const struct tensor *scale, int64_t group_size,
+                             int64_t row_offset, float eps);
+/* kern_elementwise.cu */
+void kern_gated_add_cuda(const struct exec_ctx *ctx, struct tensor *x, const struct tensor *y,
+                         const struct tensor *gate, int64_t group_size, int64_t row_offset);
+void kern_add_row_cuda(const struct exec_ctx *ctx, struct tensor *y, const struct tensor *x,
+                       const struct tensor *row);
+void kern_silu_cuda(const struct exec_ctx *ctx, struct tensor *y, const struct tensor *x);
+void kern_gelu_tanh_cuda(const struct exec_ctx *ctx, struct tensor *y, const struct tensor *x);
+void kern_gelu_erf_cuda(const struct exec_ctx *ctx, struct tensor *y, const struct tensor *x);
+/* Host <-> device copy on ctx's stream. An upload returns once the source may be reused when it is
+ * pageable memory (the driver stages it); a download synchronises the stream, so dst is readable on
+ * return (the CPU twin's semantics). */
+void kern_transfer_cuda(const struct exec_ctx *ctx, struct tensor *dst, const struct tensor *src);
+void kern_copy_cuda(const struct exec_ctx *ctx, struct tensor *dst, const struct tensor *src);
+/* y = sum_i coef[i] x[i], accumulated per element in double (the CPU twin's semantics). */
+void kern_lincomb_cuda(const struct exec_ctx *ctx, struct tensor *y, int n, const double *coef,
+                       const struct tensor *const *x);
+/* Normal draws of core/rng.h: generated on the host (bit-identical to the CPU backend) and uploaded. */
+void kern_randn_cuda(const struct exec_ctx *ctx, struct tensor *y, uint64_t seed, uint64_t stream, int64_t first);
+/* kern_rope.cu */
+void kern_rope3d_cuda(const struct exec_ctx *ctx, struct tensor *x, int n_heads, const int64_t grid[3],
+                      int64_t token_offset, const struct tensor *freqs, const int split[3]);
+/* kern_attention.cu */
+void kern_attention_cuda(const struct exec_ctx *ctx, struct tensor *out, const struct tensor *q,
+                         const struct tensor *k, const struct tensor *v, int n_heads, float scale,
+                         const struct attn_causal *causal, bool accumulate);
+/* kern_layout.cu */
+void kern_patchify_cuda(const struct exec_ctx *ctx, struct tensor *tokens, const struct tensor *latents,
+                        const int patch[3]);
+void kern_unpatchify_cuda(const struct exec_ctx *ctx, struct tensor *latents, const struct tensor *tokens,
+                          const int patch[3]);
+void kern_timestep_sinusoid_cuda(const struct exec_ctx *ctx, struct tensor *y, const struct tensor *t);
+
+RF_END_DECLS
+
+/* ---- internal to the .cu files of kernels/cuda (C++ linkage) ---- */
+#ifdef __CUDACC__
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+
+#include "core/error.h"
+#include "core/log.h"
+#include "core/process.h"
+
+#define CEIL_DIV(a, b) (((a) + (b) - 1) / (b))
+
+/* Every twin starts with this: ctx was set up by cuda_backend_init (fatal otherwise). */
+void cuda_check_ctx(const struct exec_ctx *ctx, const char *op);
+/* Fatal unless t is f32 on the device: the twins compute in f32 until the bf16 kernels land. */
+void cuda_require_f32(const char *op, const char *arg, const struct tensor *t);
+/* The stream every op is queued on, and the cuBLAS handle bound to it. */
+static inline cudaStream_t cuda_stream_of(const struct exec_ctx *ctx) { return (cudaStream_t)ctx->cuda_stream; }
+cublasHandle_t cuda_cublas_of(const struct exec_ctx *ctx);
+/* A host-side extent that must fit a kernel's int argument or a grid dimension (fatal otherwise). */
+int cuda_to_int(const char *op, const char *what, int64_t v);
+
+/* A "rows" view [m, n] with row stride ld (elements); contiguous tensors of any rank are viewed as
+ * [numel / last, last], a 0-d tensor as [1, 1] (as kernels/cpu/kern_elementwise.c does). */
+struct cuda_rows {
+    int64_t m, n, ld;
+    float *data;
+};
+struct cuda_rows cuda_rows_of(const struct tensor *t);
+#endif /* __CUDACC__ */
+
+#endif /* REELFARM_KERNELS_CUDA_KERN_CUDA_H */
