@@ -250,31 +250,27 @@ static void check_patch(const char *op, const struct tensor *lat, const int patc
           (long long)lat->shape[2], (long long)lat->shape[3], patch[0], patch[1], patch[2]);
 }
 
-void op_patchify(const struct exec_ctx *ctx, struct tensor *tokens, const struct tensor *latents,
-                 const int patch[3]) {
-    static const char op[] = "op_patchify";
+/* latents [C, F, H, W] against tokens [L, C pt ph pw] (both directions of the patch layout). */
+static void check_patch_tokens(const struct exec_ctx *ctx, const char *op, const struct tensor *latents,
+                               const struct tensor *tokens, const int patch[3]) {
     check_tensor(ctx, op, "latents", latents);
     check_rows(ctx, op, "tokens", tokens);
     check_patch(op, latents, patch);
-    const int64_t l =
-        latents->shape[1] / patch[0] * (latents->shape[2] / patch[1]) * (latents->shape[3] / patch[2]);
-    CHECK(tokens->shape[0] == l && tokens->shape[1] == latents->shape[0] * patch[0] * patch[1] * patch[2],
-          "%s: tokens must be [%lld, %lld]", op, (long long)l,
-          (long long)(latents->shape[0] * patch[0] * patch[1] * patch[2]));
+    const int64_t l = latents->shape[1] / patch[0] * (latents->shape[2] / patch[1]) * (latents->shape[3] / patch[2]);
+    const int64_t cols = latents->shape[0] * patch[0] * patch[1] * patch[2];
+    CHECK(tokens->shape[0] == l && tokens->shape[1] == cols, "%s: tokens must be [%lld, %lld]", op, (long long)l,
+          (long long)cols);
+}
+
+void op_patchify(const struct exec_ctx *ctx, struct tensor *tokens, const struct tensor *latents,
+                 const int patch[3]) {
+    check_patch_tokens(ctx, "op_patchify", latents, tokens, patch);
     DISPATCH(ctx, patchify, ctx, tokens, latents, patch);
 }
 
 void op_unpatchify(const struct exec_ctx *ctx, struct tensor *latents, const struct tensor *tokens,
                    const int patch[3]) {
-    static const char op[] = "op_unpatchify";
-    check_tensor(ctx, op, "latents", latents);
-    check_rows(ctx, op, "tokens", tokens);
-    check_patch(op, latents, patch);
-    const int64_t l =
-        latents->shape[1] / patch[0] * (latents->shape[2] / patch[1]) * (latents->shape[3] / patch[2]);
-    CHECK(tokens->shape[0] == l && tokens->shape[1] == latents->shape[0] * patch[0] * patch[1] * patch[2],
-          "%s: tokens must be [%lld, %lld]", op, (long long)l,
-          (long long)(latents->shape[0] * patch[0] * patch[1] * patch[2]));
+    check_patch_tokens(ctx, "op_unpatchify", latents, tokens, patch);
     DISPATCH(ctx, unpatchify, ctx, latents, tokens, patch);
 }
 

@@ -8,34 +8,13 @@
 
 #include "core/rng.h"
 #include "kernels/cpu/kern_cpu.h"
+#include "kernels/rows_view.h"
 #include "kernels/cpu/vec_math.h"
-
-struct rows_view {
-    int64_t m, n, ld;
-    float *data;
-};
-
-static struct rows_view as_rows(const struct tensor *t) {
-    struct rows_view r;
-    r.data = t->data;
-    if (t->ndim == 2) {
-        r.m = t->shape[0];
-        r.n = t->shape[1];
-        r.ld = t->stride[0];
-    } else if (t->ndim == 0) {
-        r.m = 1, r.n = 1, r.ld = 1;
-    } else { /* contiguous, checked by the dispatcher */
-        r.n = t->shape[t->ndim - 1];
-        r.m = r.n ? tensor_numel(t) / r.n : 0;
-        r.ld = r.n;
-    }
-    return r;
-}
 
 enum act_kind { ACT_SILU, ACT_GELU_TANH, ACT_GELU_ERF };
 
 static void activation(const struct exec_ctx *ctx, struct tensor *y, const struct tensor *x, enum act_kind kind) {
-    struct rows_view yr = as_rows(y), xr = as_rows(x);
+    struct rows_view yr = rows_view_of(y), xr = rows_view_of(x);
     const int nt = kern_cpu_threads(ctx);
 #pragma omp parallel for num_threads(nt) schedule(static)
     for (int64_t i = 0; i < xr.m; i++) {
@@ -67,7 +46,7 @@ void kern_gelu_erf_cpu(const struct exec_ctx *ctx, struct tensor *y, const struc
 
 void kern_gated_add_cpu(const struct exec_ctx *ctx, struct tensor *x, const struct tensor *y,
                         const struct tensor *gate, int64_t group_size, int64_t row_offset) {
-    struct rows_view xr = as_rows(x), yr = as_rows(y);
+    struct rows_view xr = rows_view_of(x), yr = rows_view_of(y);
     const int nt = kern_cpu_threads(ctx);
 #pragma omp parallel for num_threads(nt) schedule(static)
     for (int64_t i = 0; i < xr.m; i++) {
@@ -83,7 +62,7 @@ void kern_gated_add_cpu(const struct exec_ctx *ctx, struct tensor *x, const stru
 }
 
 void kern_add_row_cpu(const struct exec_ctx *ctx, struct tensor *y, const struct tensor *x, const struct tensor *row) {
-    struct rows_view yr = as_rows(y), xr = as_rows(x);
+    struct rows_view yr = rows_view_of(y), xr = rows_view_of(x);
     const float *r = row->data;
     const int nt = kern_cpu_threads(ctx);
 #pragma omp parallel for num_threads(nt) schedule(static)
@@ -95,7 +74,7 @@ void kern_add_row_cpu(const struct exec_ctx *ctx, struct tensor *y, const struct
 }
 
 void kern_copy_cpu(const struct exec_ctx *ctx, struct tensor *dst, const struct tensor *src) {
-    struct rows_view dr = as_rows(dst), sr = as_rows(src);
+    struct rows_view dr = rows_view_of(dst), sr = rows_view_of(src);
     const int nt = kern_cpu_threads(ctx);
 #pragma omp parallel for num_threads(nt) schedule(static)
     for (int64_t i = 0; i < sr.m; i++) memmove(dr.data + i * dr.ld, sr.data + i * sr.ld, (size_t)sr.n * sizeof(float));
@@ -108,8 +87,8 @@ void kern_transfer_cpu(const struct exec_ctx *ctx, struct tensor *dst, const str
 
 void kern_lincomb_cpu(const struct exec_ctx *ctx, struct tensor *y, int n, const double *coef,
                       const struct tensor *const *x) {
-    struct rows_view yr = as_rows(y), xr[OP_LINCOMB_MAX];
-    for (int k = 0; k < n; k++) xr[k] = as_rows(x[k]);
+    struct rows_view yr = rows_view_of(y), xr[OP_LINCOMB_MAX];
+    for (int k = 0; k < n; k++) xr[k] = rows_view_of(x[k]);
     const int nt = kern_cpu_threads(ctx);
 #pragma omp parallel for num_threads(nt) schedule(static)
     for (int64_t i = 0; i < yr.m; i++) {

@@ -129,21 +129,3 @@ int cuda_to_int(const char *op, const char *what, int64_t v) {
     return (int)v;
 }
 
-struct cuda_rows cuda_rows_of(const struct tensor *t) {
-    struct cuda_rows r;
-    r.data = (float *)t->data;
-    if (t->ndim == 2) {
-        r.m = t->shape[0];
-        r.n = t->shape[1];
-        r.ld = t->stride[0];
-    } else if (t->ndim == 0) {
-        r.m = 1, r.n = 1, r.ld = 1;
-    } else { /* contiguous, checked by the dispatcher */
-        r.n = t->shape[t->ndim - 1];
-        r.m = r.n ? tensor_numel(t) / r.n : 0;
-        r.ld = r.n;
-    }
-    /* A single row may carry any stride (the dispatcher allows it); give it a sane one. */
-    if (r.m <= 1 && r.ld < r.n) r.ld = r.n;
-    return r;
-}

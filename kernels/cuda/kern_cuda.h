@@ -21,6 +21,7 @@
 #include "core/cdefs.h"
 #include "core/tensor.h"
 #include "kernels/ops.h"
+#include "kernels/rows_view.h"
 
 RF_BEGIN_DECLS
 
@@ -109,13 +110,6 @@ cublasHandle_t cuda_cublas_of(const struct exec_ctx *ctx);
 /* A host-side extent that must fit a kernel's int argument or a grid dimension (fatal otherwise). */
 int cuda_to_int(const char *op, const char *what, int64_t v);
 
-/* A "rows" view [m, n] with row stride ld (elements); contiguous tensors of any rank are viewed as
- * [numel / last, last], a 0-d tensor as [1, 1] (as kernels/cpu/kern_elementwise.c does). */
-struct cuda_rows {
-    int64_t m, n, ld;
-    float *data;
-};
-struct cuda_rows cuda_rows_of(const struct tensor *t);
 #endif /* __CUDACC__ */
 
 #endif /* REELFARM_KERNELS_CUDA_KERN_CUDA_H */

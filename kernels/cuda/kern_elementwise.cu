@@ -38,8 +38,8 @@ static __device__ float gelu_tanh_f(float x) {
 /* torch exact GELU: 0.5 x (1 + erf(x / sqrt(2))). */
 static __device__ float gelu_erf_f(float x) { return 0.5f * x * (1.0f + erff(x * 0.70710678118654752f)); }
 
-__global__ void silu_kernel(struct cuda_rows y, // [m, n]
-                            struct cuda_rows x) // [m, n]
+__global__ void silu_kernel(struct rows_view y, // [m, n]
+                            struct rows_view x) // [m, n]
 {
     EW_LOOP(x.m * x.n) {
         const int64_t i = idx / x.n, j = idx - i * x.n;
@@ -47,8 +47,8 @@ __global__ void silu_kernel(struct cuda_rows y, // [m, n]
     }
 }
 
-__global__ void gelu_tanh_kernel(struct cuda_rows y, // [m, n]
-                                 struct cuda_rows x) // [m, n]
+__global__ void gelu_tanh_kernel(struct rows_view y, // [m, n]
+                                 struct rows_view x) // [m, n]
 {
     EW_LOOP(x.m * x.n) {
         const int64_t i = idx / x.n, j = idx - i * x.n;
@@ -56,8 +56,8 @@ __global__ void gelu_tanh_kernel(struct cuda_rows y, // [m, n]
     }
 }
 
-__global__ void gelu_erf_kernel(struct cuda_rows y, // [m, n]
-                                struct cuda_rows x) // [m, n]
+__global__ void gelu_erf_kernel(struct rows_view y, // [m, n]
+                                struct rows_view x) // [m, n]
 {
     EW_LOOP(x.m * x.n) {
         const int64_t i = idx / x.n, j = idx - i * x.n;
@@ -67,32 +67,32 @@ __global__ void gelu_erf_kernel(struct cuda_rows y, // [m, n]
 
 /* Shared prologue of the three activations; returns false when there is nothing to do. */
 static bool unary_views(const struct exec_ctx *ctx, const char *op, const struct tensor *y, const struct tensor *x,
-                        struct cuda_rows *yr, struct cuda_rows *xr) {
+                        struct rows_view *yr, struct rows_view *xr) {
     cuda_check_ctx(ctx, op);
     cuda_require_f32(op, "y", y);
     cuda_require_f32(op, "x", x);
-    *yr = cuda_rows_of(y);
-    *xr = cuda_rows_of(x);
+    *yr = rows_view_of(y);
+    *xr = rows_view_of(x);
     CHECK(yr->m == xr->m && yr->n == xr->n, "%s: rows views differ", op);
     return xr->m > 0 && xr->n > 0;
 }
 
 void kern_silu_cuda(const struct exec_ctx *ctx, struct tensor *y, const struct tensor *x) {
-    struct cuda_rows yr, xr;
+    struct rows_view yr, xr;
     if (!unary_views(ctx, "kern_silu_cuda", y, x, &yr, &xr)) return;
     silu_kernel<<<ew_blocks(xr.m * xr.n), EW_THREADS, 0, cuda_stream_of(ctx)>>>(yr, xr);
     CUDA_CHECK(cudaGetLastError());
 }
 
 void kern_gelu_tanh_cuda(const struct exec_ctx *ctx, struct tensor *y, const struct tensor *x) {
-    struct cuda_rows yr, xr;
+    struct rows_view yr, xr;
     if (!unary_views(ctx, "kern_gelu_tanh_cuda", y, x, &yr, &xr)) return;
     gelu_tanh_kernel<<<ew_blocks(xr.m * xr.n), EW_THREADS, 0, cuda_stream_of(ctx)>>>(yr, xr);
     CUDA_CHECK(cudaGetLastError());
 }
 
 void kern_gelu_erf_cuda(const struct exec_ctx *ctx, struct tensor *y, const struct tensor *x) {
-    struct cuda_rows yr, xr;
+    struct rows_view yr, xr;
     if (!unary_views(ctx, "kern_gelu_erf_cuda", y, x, &yr, &xr)) return;
     gelu_erf_kernel<<<ew_blocks(xr.m * xr.n), EW_THREADS, 0, cuda_stream_of(ctx)>>>(yr, xr);
     CUDA_CHECK(cudaGetLastError());
@@ -101,8 +101,8 @@ void kern_gelu_erf_cuda(const struct exec_ctx *ctx, struct tensor *y, const stru
 /* ---- residual adds and broadcasts ---- */
 
 /* x[i] += y[i] * gate[(i + row_offset) / group_size], or x += y when gate is NULL. */
-__global__ void gated_add_kernel(struct cuda_rows x,                  // [m, n], updated in place
-                                 struct cuda_rows y,                  // [m, n]
+__global__ void gated_add_kernel(struct rows_view x,                  // [m, n], updated in place
+                                 struct rows_view y,                  // [m, n]
                                  const float *gate, int64_t ld_gate,  // [G, n] per-frame table or NULL
                                  int64_t group_size, int64_t row_offset) {
     EW_LOOP(x.m * x.n) {
@@ -122,7 +122,7 @@ void kern_gated_add_cuda(const struct exec_ctx *ctx, struct tensor *x, const str
     cuda_require_f32(op, "x", x);
     cuda_require_f32(op, "y", y);
     if (gate) cuda_require_f32(op, "gate", gate);
-    const struct cuda_rows xr = cuda_rows_of(x), yr = cuda_rows_of(y);
+    const struct rows_view xr = rows_view_of(x), yr = rows_view_of(y);
     if (xr.m == 0 || xr.n == 0) return;
     gated_add_kernel<<<ew_blocks(xr.m * xr.n), EW_THREADS, 0, cuda_stream_of(ctx)>>>(
         xr, yr, gate ? (const float *)gate->data : NULL, gate ? gate->stride[0] : 0, group_size, row_offset);
@@ -130,8 +130,8 @@ void kern_gated_add_cuda(const struct exec_ctx *ctx, struct tensor *x, const str
 }
 
 /* y[i, j] = x[i, j] + row[j]. */
-__global__ void add_row_kernel(struct cuda_rows y, // [m, n]
-                               struct cuda_rows x, // [m, n]
+__global__ void add_row_kernel(struct rows_view y, // [m, n]
+                               struct rows_view x, // [m, n]
                                const float *row)   // [n]
 {
     EW_LOOP(x.m * x.n) {
@@ -147,7 +147,7 @@ void kern_add_row_cuda(const struct exec_ctx *ctx, struct tensor *y, const struc
     cuda_require_f32(op, "y", y);
     cuda_require_f32(op, "x", x);
     cuda_require_f32(op, "row", row);
-    const struct cuda_rows yr = cuda_rows_of(y), xr = cuda_rows_of(x);
+    const struct rows_view yr = rows_view_of(y), xr = rows_view_of(x);
     if (xr.m == 0 || xr.n == 0) return;
     add_row_kernel<<<ew_blocks(xr.m * xr.n), EW_THREADS, 0, cuda_stream_of(ctx)>>>(yr, xr,
                                                                                    (const float *)row->data);
@@ -161,7 +161,7 @@ void kern_copy_cuda(const struct exec_ctx *ctx, struct tensor *dst, const struct
     cuda_check_ctx(ctx, op);
     cuda_require_f32(op, "dst", dst);
     cuda_require_f32(op, "src", src);
-    const struct cuda_rows dr = cuda_rows_of(dst), sr = cuda_rows_of(src);
+    const struct rows_view dr = rows_view_of(dst), sr = rows_view_of(src);
     if (sr.m == 0 || sr.n == 0) return;
     if (dr.data == sr.data && (dr.ld == sr.ld || sr.m == 1)) return; /* dst is src */
     const size_t esz = sizeof(float);
@@ -199,10 +199,10 @@ void kern_transfer_cuda(const struct exec_ctx *ctx, struct tensor *dst, const st
 struct lincomb_args {
     int n;
     double coef[OP_LINCOMB_MAX];
-    struct cuda_rows x[OP_LINCOMB_MAX];
+    struct rows_view x[OP_LINCOMB_MAX];
 };
 
-__global__ void lincomb_kernel(struct cuda_rows y,         // [m, n]
+__global__ void lincomb_kernel(struct rows_view y,         // [m, n]
                                struct lincomb_args a)      // n terms of [m, n]
 {
     EW_LOOP(y.m * y.n) {
@@ -224,9 +224,9 @@ void kern_lincomb_cuda(const struct exec_ctx *ctx, struct tensor *y, int n, cons
     for (int k = 0; k < n; k++) {
         cuda_require_f32(op, "x", x[k]);
         a.coef[k] = coef[k];
-        a.x[k] = cuda_rows_of(x[k]);
+        a.x[k] = rows_view_of(x[k]);
     }
-    struct cuda_rows yr = cuda_rows_of(y);
+    struct rows_view yr = rows_view_of(y);
     if (yr.m == 0 || yr.n == 0) return;
     lincomb_kernel<<<ew_blocks(yr.m * yr.n), EW_THREADS, 0, cuda_stream_of(ctx)>>>(yr, a);
     CUDA_CHECK(cudaGetLastError());

@@ -50,3 +50,19 @@ void t_fill_normal(float *x, long long n, unsigned long long seed, unsigned long
     rng_normal_f32(x, n, seed, tag, 0);
     for (long long i = 0; i < n; i++) x[i] *= std;
 }
+
+const char *t_path(const char *dir, const char *name) {
+    static char bufs[8][4096];
+    static int next;
+    char *p = bufs[next++ % 8];
+    snprintf(p, sizeof bufs[0], "%s/%s", dir, name);
+    return p;
+}
+
+void t_write_file(const char *path, const void *data, size_t len) {
+    FILE *f = fopen(path, "wb");
+    T_REQUIRE(f != NULL, "cannot create %s", path);
+    const size_t wrote = len ? fwrite(data, 1, len, f) : 0;
+    const int closed = fclose(f);
+    T_REQUIRE(wrote == len && closed == 0, "cannot write %s", path);
+}

@@ -7,8 +7,11 @@
 #ifndef REELFARM_TESTS_TEST_UTIL_H
 #define REELFARM_TESTS_TEST_UTIL_H
 
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
+
+#include "core/error.h"
 
 extern int t_failures;
 extern int t_checks;
@@ -37,11 +40,22 @@ extern int t_checks;
         }                                                                                                        \
     } while (0)
 
+/* Require a call returning an err_code to succeed, printing its error message otherwise. */
+#define T_REQUIRE_OK(call)                                                                                       \
+    do {                                                                                                         \
+        const int t_require_rc_ = (call);                                                                        \
+        T_REQUIRE(t_require_rc_ == 0, "%s: %s", #call, err_message());                                           \
+    } while (0)
+
 int t_summary(const char *test_name);
 int t_skip(const char *test_name, const char *why);
 /* A fresh temporary directory (removed by t_rmtree); returns a static-lifetime string. */
 const char *t_tmpdir(const char *tag);
 void t_rmtree(const char *dir);
+/* dir/name in one of 8 rotating buffers (valid until 8 more calls). */
+const char *t_path(const char *dir, const char *name);
+/* Write a whole file (test fixtures); fails the test if it cannot. */
+void t_write_file(const char *path, const void *data, size_t len);
 /* Fill with N(0, std^2) samples from a fixed seed (core/rng.h, stream = tag). */
 void t_fill_normal(float *x, long long n, unsigned long long seed, unsigned long long tag, float std);
 

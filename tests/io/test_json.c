@@ -18,30 +18,8 @@
 
 static const char *g_dir;
 
-/* T_REQUIRE evaluates its condition twice, so calls with side effects go through this. */
-#define REQUIRE_OK(call)                                                                                               \
-    do {                                                                                                               \
-        int req_rc_ = (call);                                                                                          \
-        T_REQUIRE(req_rc_ == 0, "%s: %s", #call, err_message());                                                       \
-    } while (0)
-
-/* A path inside the test directory (8 rotating buffers). */
-static const char *tpath(const char *name) {
-    static char bufs[8][4096];
-    static int next;
-    char *p = bufs[next++ % 8];
-    snprintf(p, sizeof bufs[0], "%s/%s", g_dir, name);
-    return p;
-}
-
-static void put_bytes(const char *path, const void *data, size_t len) {
-    FILE *f = fopen(path, "wb");
-    T_REQUIRE(f != NULL, "cannot create %s", path);
-    size_t wrote = len ? fwrite(data, 1, len, f) : 0;
-    int closed = fclose(f);
-    T_REQUIRE(wrote == len && closed == 0, "cannot write %s", path);
-}
-
+static const char *tpath(const char *name) { return t_path(g_dir, name); }
+static void put_bytes(const char *path, const void *data, size_t len) { t_write_file(path, data, len); }
 static void put_text(const char *path, const char *text) { put_bytes(path, text, strlen(text)); }
 
 /* rc must be code and the current message must contain every non-NULL word. */
@@ -134,7 +112,7 @@ static void test_getters(void) {
                 "  \"sub\": {\"k\": 2}\n"
                 "}\n");
     cJSON *root = NULL;
-    REQUIRE_OK(json_read_file(p, &root));
+    T_REQUIRE_OK(json_read_file(p, &root));
 
     int64_t i = 0;
     T_CHECK(json_get_i64(root, "dim", p, &i) == 0 && i == 1536, "dim = %lld", (long long)i);

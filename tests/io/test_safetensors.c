@@ -20,29 +20,8 @@
 
 static const char *g_dir;
 
-/* T_REQUIRE evaluates its condition twice, so calls with side effects go through this. */
-#define REQUIRE_OK(call)                                                                                               \
-    do {                                                                                                               \
-        int req_rc_ = (call);                                                                                          \
-        T_REQUIRE(req_rc_ == 0, "%s: %s", #call, err_message());                                                       \
-    } while (0)
-
-static const char *tpath(const char *name) {
-    static char bufs[8][4096];
-    static int next;
-    char *p = bufs[next++ % 8];
-    snprintf(p, sizeof bufs[0], "%s/%s", g_dir, name);
-    return p;
-}
-
-static void put_bytes(const char *path, const void *data, size_t len) {
-    FILE *f = fopen(path, "wb");
-    T_REQUIRE(f != NULL, "cannot create %s", path);
-    size_t wrote = len ? fwrite(data, 1, len, f) : 0;
-    int closed = fclose(f);
-    T_REQUIRE(wrote == len && closed == 0, "cannot write %s", path);
-}
-
+static const char *tpath(const char *name) { return t_path(g_dir, name); }
+static void put_bytes(const char *path, const void *data, size_t len) { t_write_file(path, data, len); }
 static void put_text(const char *path, const char *text) { put_bytes(path, text, strlen(text)); }
 
 /* A safetensors file by hand: declared header length, header bytes, then data_len pattern bytes. */
@@ -63,7 +42,7 @@ static void put_st(const char *path, const char *header, size_t data_len) {
 
 static unsigned char *slurp(const char *path, size_t *len) {
     char *data = NULL;
-    REQUIRE_OK(fs_read_file(path, &data, len, (size_t)1 << 30));
+    T_REQUIRE_OK(fs_read_file(path, &data, len, (size_t)1 << 30));
     return (unsigned char *)data;
 }
 
@@ -123,7 +102,7 @@ static void test_round_trip(void) {
     const size_t n = sizeof items / sizeof items[0];
     const char *meta[] = {"producer", "reelfarm-test", "format", "pt"};
     const char *p = tpath("round.safetensors");
-    REQUIRE_OK(st_write(p, items, n, meta, 2, false));
+    T_REQUIRE_OK(st_write(p, items, n, meta, 2, false));
 
     /* The file: padded header, data area at a multiple of 8, "__metadata__" first, then by dtype rank. */
     size_t flen = 0;
@@ -138,7 +117,7 @@ static void test_round_trip(void) {
     free(raw);
 
     struct st_set *s = NULL;
-    REQUIRE_OK(st_open(&s, p));
+    T_REQUIRE_OK(st_open(&s, p));
     T_CHECK(st_count(s) == n, "count %zu", st_count(s));
     T_CHECK(st_file_count(s) == 1 && !strcmp(st_file_path(s, 0), p) && st_file_size(s, 0) == flen, "file info");
     for (size_t i = 1; i < st_count(s); i++)
@@ -178,8 +157,8 @@ static void test_round_trip(void) {
 
     /* A file holding only an empty tensor: zero-length data area. */
     const struct st_write_item empty_only = {"z", DTYPE_BF16, 1, {0}, NULL};
-    REQUIRE_OK(st_write(tpath("zero.safetensors"), &empty_only, 1, NULL, 0, false));
-    REQUIRE_OK(st_open(&s, tpath("zero.safetensors")));
+    T_REQUIRE_OK(st_write(tpath("zero.safetensors"), &empty_only, 1, NULL, 0, false));
+    T_REQUIRE_OK(st_open(&s, tpath("zero.safetensors")));
     T_CHECK(st_count(s) == 1 && st_at(s, 0)->nbytes == 0 && st_metadata_count(s) == 0, "empty tensor only");
     st_close(&s);
 }
@@ -242,7 +221,7 @@ static void test_overwrite_and_bad_items(void) {
     const struct st_write_item one = {"x", DTYPE_F32, 1, {2}, x};
     const struct st_write_item other = {"y", DTYPE_F32, 1, {3}, y};
     const char *p = tpath("keep.safetensors");
-    REQUIRE_OK(st_write(p, &one, 1, NULL, 0, false));
+    T_REQUIRE_OK(st_write(p, &one, 1, NULL, 0, false));
     size_t len0 = 0, len1 = 0;
     unsigned char *before = slurp(p, &len0);
     EXPECT_ERR(st_write(p, &other, 1, NULL, 0, false), ERR_EXISTS, "refusing to overwrite", "keep.safetensors");
@@ -280,11 +259,11 @@ static void test_union(void) {
     const struct st_write_item fb[1] = {{"z", DTYPE_F32, 2, {2, 2}, c}};
     const char *ma[] = {"k", "from-a", "only_a", "1"};
     const char *mb[] = {"k", "from-b", "only_b", "2"};
-    REQUIRE_OK(st_write(tpath("ua.safetensors"), fa, 2, ma, 2, false));
-    REQUIRE_OK(st_write(tpath("ub.safetensors"), fb, 1, mb, 2, false));
+    T_REQUIRE_OK(st_write(tpath("ua.safetensors"), fa, 2, ma, 2, false));
+    T_REQUIRE_OK(st_write(tpath("ub.safetensors"), fb, 1, mb, 2, false));
     const char *paths[2] = {tpath("ua.safetensors"), tpath("ub.safetensors")};
     struct st_set *s = NULL;
-    REQUIRE_OK(st_open_files(&s, paths, 2));
+    T_REQUIRE_OK(st_open_files(&s, paths, 2));
     T_CHECK(st_count(s) == 3 && st_file_count(s) == 2, "union count");
     T_CHECK(!strcmp(st_at(s, 2)->name, "z") && strstr(st_at(s, 2)->file, "ub.safetensors"), "z from ub");
     T_CHECK(st_metadata_count(s) == 3 && !strcmp(st_metadata(s, "k"), "from-a") && st_metadata(s, "only_b"),
@@ -303,18 +282,18 @@ static void test_sharded(void) {
     const struct st_write_item sh1[2] = {{"blocks.0.w", DTYPE_F32, 2, {2, 2}, w},
                                          {"blocks.0.b", DTYPE_BF16, 1, {2}, bb}};
     const struct st_write_item sh2[1] = {{"head.w", DTYPE_F32, 1, {3}, h}};
-    REQUIRE_OK(st_write(tpath(s1), sh1, 2, NULL, 0, false));
-    REQUIRE_OK(st_write(tpath(s2), sh2, 1, NULL, 0, false));
+    T_REQUIRE_OK(st_write(tpath(s1), sh1, 2, NULL, 0, false));
+    T_REQUIRE_OK(st_write(tpath(s2), sh2, 1, NULL, 0, false));
 
     const char *names[3] = {"head.w", "blocks.0.w", "blocks.0.b"};
     const char *files[3] = {s2, s1, s1};
     const char *index = tpath("model.safetensors.index.json");
-    REQUIRE_OK(st_write_index(index, names, files, 3, false));
+    T_REQUIRE_OK(st_write_index(index, names, files, 3, false));
     EXPECT_ERR(st_write_index(index, names, files, 3, false), ERR_EXISTS, "refusing to overwrite", NULL);
     T_CHECK(st_write_index(index, names, files, 3, true) == 0, "index overwrite: %s", err_message());
 
     struct st_set *s = NULL;
-    REQUIRE_OK(st_open(&s, index));
+    T_REQUIRE_OK(st_open(&s, index));
     T_CHECK(st_count(s) == 3 && st_file_count(s) == 2, "sharded counts %zu/%zu", st_count(s), st_file_count(s));
     const struct st_tensor *t = st_find(s, "head.w");
     T_CHECK(t && strstr(t->file, s2) && t->nbytes == 12 && !memcmp(t->data, h, 12), "head.w from shard 2");
@@ -326,7 +305,7 @@ static void test_sharded(void) {
 
     /* The index itself: sorted weight_map, metadata.total_size. */
     cJSON *root = NULL;
-    REQUIRE_OK(json_read_file(index, &root));
+    T_REQUIRE_OK(json_read_file(index, &root));
     const cJSON *meta = NULL, *wm = NULL;
     int64_t total = 0;
     T_CHECK(json_get_object(root, "metadata", index, &meta) == 0 &&
@@ -384,7 +363,7 @@ static void test_sharded(void) {
 
     /* The same tensor in two shards. */
     const struct st_write_item sh3[2] = {{"head.w", DTYPE_F32, 1, {3}, h}, {"extra.w", DTYPE_F32, 1, {1}, e}};
-    REQUIRE_OK(st_write(tpath("model-extra.safetensors"), sh3, 2, NULL, 0, false));
+    T_REQUIRE_OK(st_write(tpath("model-extra.safetensors"), sh3, 2, NULL, 0, false));
     snprintf(text, sizeof text,
              "{\"weight_map\": {\"blocks.0.w\": \"%s\", \"blocks.0.b\": \"%s\", \"head.w\": \"%s\", \"extra.w\": "
              "\"model-extra.safetensors\"}}",
