@@ -124,8 +124,6 @@ static size_t rope_bytes(const struct wan_config *c) {
  * Strict loading
  * ---------------------------------------------------------------------------------------------- */
 
-static int decl_name_cmp(const void *a, const void *b) { return strcmp(*(const char *const *)a, *(const char *const *)b); }
-
 /* Tensors that upstream itself ignores on load (diffusers _keys_to_ignore_on_load_unexpected). */
 static bool allowed_unexpected(const char *name) { return strstr(name, ".attn2.norm_added_q.") != NULL; }
 
@@ -142,120 +140,25 @@ static int detect_naming(const struct st_set *st, const char *where, enum wan_na
     return ERR_OK;
 }
 
-/* " and 3 more" when count > 1, else "". */
-static const char *and_more(char *buf, size_t cap, size_t count) {
-    if (count > 1)
-        snprintf(buf, cap, " and %zu more", count - 1);
-    else
-        buf[0] = '\0';
-    return buf;
-}
-
-static bool dtype_loadable(enum dtype dt) { return dt == DTYPE_F32 || dt == DTYPE_BF16 || dt == DTYPE_F16; }
-
 static int load_weights(struct wan_model *m, const char *where) {
     const struct wan_config *c = &m->cfg;
-    struct wan_tensor_decl *decls = NULL;
-    size_t n_decl = 0;
-    const char **sorted = NULL;
-    int rc = detect_naming(m->st, where, &m->naming);
-    if (rc < 0) return rc;
+    TRY(detect_naming(m->st, where, &m->naming));
     m->w.blocks = calloc((size_t)c->num_layers, sizeof *m->w.blocks);
     if (!m->w.blocks) return err_set(ERR_NOMEM, "out of memory");
-    TRY(wan_weights_declare(c, &m->w, &decls, &n_decl));
-    const int nm = m->naming;
-
-    /* 1. every declared tensor present, loadable, with the expected shape */
-    size_t missing = 0, first_missing = 0;
-    for (size_t i = 0; i < n_decl; i++) {
-        if (!st_find(m->st, decls[i].name[nm])) {
-            if (missing++ == 0) first_missing = i;
-        }
+    struct weight_decl *decls = NULL;
+    size_t n = 0;
+    TRY(wan_weights_declare(c, &m->w, &decls, &n));
+    struct weights_summary sum;
+    int rc = weights_bind(m->st, decls, n, m->naming, allowed_unexpected, where, m->config_path, &sum);
+    /* f32 tensors stay in the read-only mapping; bf16/f16 (and unaligned f32) get f32 copies */
+    if (rc == ERR_OK) rc = arena_init(&m->weight_arena, "weights", weights_f32_bytes(decls, n) + rope_bytes(c));
+    if (rc == ERR_OK) {
+        weights_to_f32(decls, n, &m->weight_arena);
+        m->n_params = sum.n_params;
+        m->n_tensors = sum.n_tensors;
+        m->stored_dtype = sum.stored_dtype;
+        rc = rope_build(m);
     }
-    if (missing) {
-        char s[96];
-        const struct wan_tensor_decl *d = &decls[first_missing];
-        char more[48];
-        rc = err_set(ERR_MISSING, "%s: missing tensor '%s' (expected shape %s)%s", where, d->name[nm],
-                     shape_str(s, sizeof s, d->ndim, d->shape), and_more(more, sizeof more, missing));
-        goto end;
-    }
-    size_t convert_bytes = rope_bytes(c);
-    int64_t dtype_count[DTYPE_COUNT] = {0};
-    for (size_t i = 0; i < n_decl; i++) {
-        const struct wan_tensor_decl *d = &decls[i];
-        const struct st_tensor *t = st_find(m->st, d->name[nm]);
-        char se[96], sf[96];
-        if (t->ndim != d->ndim || memcmp(t->shape, d->shape, (size_t)d->ndim * sizeof(int64_t)) != 0) {
-            rc = err_set(ERR_SHAPE, "%s: tensor '%s' has shape %s, expected %s", t->file, d->name[nm],
-                         shape_str(sf, sizeof sf, t->ndim, t->shape), shape_str(se, sizeof se, d->ndim, d->shape));
-            goto end;
-        }
-        if (!dtype_loadable(t->dtype)) {
-            rc = err_set(ERR_UNSUPPORTED, "%s: tensor '%s' is %s; expected f32, bf16 or f16", t->file, d->name[nm],
-                         dtype_name(t->dtype));
-            goto end;
-        }
-        dtype_count[t->dtype] += (int64_t)(t->nbytes / dtype_size(t->dtype));
-        if (t->dtype != DTYPE_F32 || ((uintptr_t)t->data & 3u) != 0) convert_bytes += arena_round(t->nbytes / dtype_size(t->dtype) * 4);
-    }
-
-    /* 2. nothing undeclared in the files */
-    sorted = malloc(n_decl * sizeof *sorted);
-    if (!sorted) {
-        rc = err_set(ERR_NOMEM, "out of memory");
-        goto end;
-    }
-    for (size_t i = 0; i < n_decl; i++) sorted[i] = decls[i].name[nm];
-    qsort(sorted, n_decl, sizeof *sorted, decl_name_cmp);
-    size_t unexpected = 0;
-    const struct st_tensor *first_unexpected = NULL;
-    for (size_t i = 0; i < st_count(m->st); i++) {
-        const struct st_tensor *t = st_at(m->st, i);
-        if (bsearch(&t->name, sorted, n_decl, sizeof *sorted, decl_name_cmp)) continue;
-        if (allowed_unexpected(t->name)) {
-            LOG_WARN("%s: ignoring tensor '%s' (upstream ignores it too)", t->file, t->name);
-            continue;
-        }
-        if (unexpected++ == 0) first_unexpected = t;
-    }
-    if (unexpected) {
-        char more[48];
-        rc = err_set(ERR_UNEXPECTED, "%s: unexpected tensor '%s' (not declared by the config %s)%s",
-                     first_unexpected->file, first_unexpected->name, m->config_path,
-                     and_more(more, sizeof more, unexpected));
-        goto end;
-    }
-
-    /* 3. point at f32 data in place, convert the rest */
-    rc = arena_init(&m->weight_arena, "weights", convert_bytes);
-    if (rc < 0) goto end;
-    int64_t params = 0;
-    for (size_t i = 0; i < n_decl; i++) {
-        const struct wan_tensor_decl *d = &decls[i];
-        const struct st_tensor *t = st_find(m->st, d->name[nm]);
-        const size_t numel = t->nbytes / dtype_size(t->dtype);
-        void *data;
-        if (t->dtype == DTYPE_F32 && ((uintptr_t)t->data & 3u) == 0) {
-            data = (void *)t->data; /* read-only mapping; nothing writes weights */
-        } else {
-            float *dst = arena_alloc_f32(&m->weight_arena, numel);
-            dtype_to_f32(dst, t->data, t->dtype, numel);
-            data = dst;
-        }
-        *d->slot = tensor_make(DTYPE_F32, DEVICE_CPU, data, d->ndim, d->shape);
-        d->slot->name = t->name;
-        params += (int64_t)numel;
-    }
-    m->n_params = params;
-    m->n_tensors = (int64_t)n_decl;
-    int best = DTYPE_F32;
-    for (int i = 0; i < DTYPE_COUNT; i++)
-        if (dtype_count[i] > dtype_count[best]) best = i;
-    m->stored_dtype = (enum dtype)best;
-    rc = rope_build(m);
-end:
-    free(sorted);
     free(decls);
     return rc;
 }
@@ -302,7 +205,7 @@ int wan_model_init_random(struct wan_model **out, const struct wan_config *cfg, 
     m->naming = WAN_NAMING_DIFFUSERS;
     m->stored_dtype = DTYPE_F32;
     snprintf(m->dir, sizeof m->dir, "(random weights)");
-    struct wan_tensor_decl *decls = NULL;
+    struct weight_decl *decls = NULL;
     size_t n = 0;
     int rc = ERR_OK;
     m->w.blocks = calloc((size_t)cfg->num_layers, sizeof *m->w.blocks);

@@ -148,7 +148,7 @@ static int write_weights(const char *wdir, const struct wan_config *c, const str
     struct wan_weights w;
     memset(&w, 0, sizeof w);
     w.blocks = calloc((size_t)c->num_layers, sizeof *w.blocks);
-    struct wan_tensor_decl *decls = NULL;
+    struct weight_decl *decls = NULL;
     size_t n = 0;
     struct st_write_item *items = NULL, *shard_items = NULL;
     void **bufs = NULL;
@@ -165,7 +165,7 @@ static int write_weights(const char *wdir, const struct wan_config *c, const str
     }
     const int nm = opt->naming;
     for (size_t i = 0; i < n; i++) {
-        const struct wan_tensor_decl *d = &decls[i];
+        const struct weight_decl *d = &decls[i];
         struct tensor t = tensor_make(DTYPE_F32, DEVICE_CPU, NULL, d->ndim, d->shape);
         const int64_t numel = tensor_numel(&t);
         float *vals = malloc((size_t)(numel ? numel : 1) * sizeof(float));

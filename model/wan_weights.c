@@ -7,7 +7,7 @@
 
 #include "core/error.h"
 
-static void decl_fill(struct wan_tensor_decl *d, const char *prefix, const char *dname, const char *oname, int ndim,
+static void decl_fill(struct weight_decl *d, const char *prefix, const char *dname, const char *oname, int ndim,
                       int64_t d0, int64_t d1, int64_t d2, int64_t d3, int64_t d4, struct tensor *slot) {
     snprintf(d->name[WAN_NAMING_DIFFUSERS], sizeof d->name[0], "%s%s", prefix, dname);
     snprintf(d->name[WAN_NAMING_ORIGINAL], sizeof d->name[1], "%s%s", prefix, oname);
@@ -17,10 +17,10 @@ static void decl_fill(struct wan_tensor_decl *d, const char *prefix, const char 
     d->slot = slot;
 }
 
-int wan_weights_declare(const struct wan_config *c, struct wan_weights *w, struct wan_tensor_decl **decls,
+int wan_weights_declare(const struct wan_config *c, struct wan_weights *w, struct weight_decl **decls,
                         size_t *count) {
     size_t cap = 64 + (size_t)c->num_layers * 40, n = 0;
-    struct wan_tensor_decl *list = calloc(cap, sizeof *list);
+    struct weight_decl *list = calloc(cap, sizeof *list);
     if (!list) return err_set(ERR_NOMEM, "out of memory declaring %zu tensors", cap);
 
 #define WAN_DECL_GLOBAL(field, dname, oname, present, ndim, d0, d1, d2, d3, d4)                                 \

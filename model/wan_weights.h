@@ -15,6 +15,7 @@
 #include "core/arena.h"
 #include "core/tensor.h"
 #include "model/wan_config.h"
+#include "model/weight_table.h"
 
 /* Presence conditions. */
 #define WAN_ALWAYS(c) true
@@ -125,19 +126,12 @@ struct wan_weights {
 
 #undef WAN_FIELD
 
+/* Indices into weight_decl.name. */
 enum wan_naming { WAN_NAMING_DIFFUSERS = 0, WAN_NAMING_ORIGINAL = 1 };
-
-/* One declared tensor: its names, expected shape and where it goes. */
-struct wan_tensor_decl {
-    char name[2][160]; /* [WAN_NAMING_DIFFUSERS], [WAN_NAMING_ORIGINAL] */
-    int ndim;
-    int64_t shape[TENSOR_MAX_DIMS];
-    struct tensor *slot;
-};
 
 /* Every tensor the config declares (only those present for it), in table order; the slots point
  * into w (whose blocks array must have num_layers entries). Caller frees *decls. */
-int wan_weights_declare(const struct wan_config *c, struct wan_weights *w, struct wan_tensor_decl **decls,
+int wan_weights_declare(const struct wan_config *c, struct wan_weights *w, struct weight_decl **decls,
                         size_t *count);
 
 #endif /* REELFARM_MODEL_WAN_WEIGHTS_H */

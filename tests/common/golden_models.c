@@ -56,7 +56,7 @@ static double attr_number(const struct h5_file *f, const char *key) {
 }
 
 bool golden_model_matches(struct wan_model *m, const struct h5_file *f, const char *what) {
-    struct wan_tensor_decl *decls = NULL;
+    struct weight_decl *decls = NULL;
     size_t n = 0;
     T_REQUIRE(wan_weights_declare(&m->cfg, &m->w, &decls, &n) == ERR_OK, "declare: %s", err_message());
     double sum = 0, sumsq = 0;

@@ -67,7 +67,7 @@ static void test_good_models(void) {
     char *hd = make_model("original_f16", WAN_NAMING_ORIGINAL, DTYPE_F16, true, true);
     T_REQUIRE(wan_model_load(&h, hd) == ERR_OK, "load f16: %s", err_message());
     /* the same table drives all four: compare every tensor */
-    struct wan_tensor_decl *dl = NULL, *ol = NULL, *bl = NULL, *hl = NULL;
+    struct weight_decl *dl = NULL, *ol = NULL, *bl = NULL, *hl = NULL;
     size_t nd = 0, no = 0, nb = 0, nh = 0;
     wan_weights_declare(&d->cfg, &d->w, &dl, &nd);
     wan_weights_declare(&o->cfg, &o->w, &ol, &no);
