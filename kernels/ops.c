@@ -328,3 +328,49 @@ void op_randn(const struct exec_ctx *ctx, struct tensor *y, uint64_t seed, uint6
     CHECK(tensor_is_contiguous(y) && first >= 0, "%s: y must be contiguous and first >= 0", op);
     DISPATCH(ctx, randn, ctx, y, seed, stream, first);
 }
+
+int t5_relative_bucket(int64_t rel, int num_buckets, int max_distance) {
+    const int half = num_buckets / 2, max_exact = half / 2;
+    int bucket = rel > 0 ? half : 0;
+    const int64_t a = rel < 0 ? -rel : rel;
+    if (a < max_exact) return bucket + (int)a;
+    /* float32 arithmetic as torch: log(a / max_exact) / log(max_distance / max_exact) * (half - max_exact) */
+    const float ratio = (float)a / (float)max_exact;
+    const float scaled = logf(ratio) / (float)log((double)max_distance / max_exact) * (float)(half - max_exact);
+    int large = max_exact + (int)scaled;
+    if (large > half - 1) large = half - 1;
+    return bucket + large;
+}
+
+void op_t5_relbias(const struct exec_ctx *ctx, struct tensor *out, const struct tensor *table, int num_buckets,
+                   int max_distance, int64_t lq) {
+    static const char op[] = "op_t5_relbias";
+    check_rows(ctx, op, "out", out);
+    check_rows(ctx, op, "table", table);
+    CHECK(num_buckets >= 4 && num_buckets % 2 == 0 && max_distance > num_buckets / 4 && lq >= 1,
+          "%s: bad bucket parameters", op);
+    CHECK(table->shape[0] == num_buckets && table->shape[1] == out->shape[0] && out->shape[1] >= lq,
+          "%s: table must be [%d, H] and out [H, >= %lld]", op, num_buckets, (long long)lq);
+    DISPATCH(ctx, t5_relbias, ctx, out, table, num_buckets, max_distance, lq);
+}
+
+void op_attention_biased(const struct exec_ctx *ctx, struct tensor *out, const struct tensor *q, const struct tensor *k,
+                         const struct tensor *v, int n_heads, float scale, const struct tensor *bias,
+                         int64_t valid_keys) {
+    static const char op[] = "op_attention_biased";
+    check_rows(ctx, op, "out", out);
+    check_rows(ctx, op, "q", q);
+    check_rows(ctx, op, "k", k);
+    check_rows(ctx, op, "v", v);
+    check_rows(ctx, op, "bias", bias);
+    check_same_shape(op, "out", out, "q", q);
+    check_same_shape(op, "k", k, "v", v);
+    CHECK(q->shape[1] == k->shape[1] && n_heads > 0 && q->shape[1] % n_heads == 0 &&
+              q->shape[1] / n_heads <= OP_HEAD_DIM_MAX,
+          "%s: width %lld into %d heads", op, (long long)q->shape[1], n_heads);
+    CHECK(bias->shape[0] == n_heads && bias->shape[1] == q->shape[0] + k->shape[0] - 1,
+          "%s: bias must be [%d, %lld]", op, n_heads, (long long)(q->shape[0] + k->shape[0] - 1));
+    CHECK(valid_keys >= 1 && valid_keys <= k->shape[0], "%s: valid_keys %lld outside [1, %lld]", op,
+          (long long)valid_keys, (long long)k->shape[0]);
+    DISPATCH(ctx, attention_biased, ctx, out, q, k, v, n_heads, scale, bias, valid_keys);
+}

@@ -105,6 +105,23 @@ void op_attention(const struct exec_ctx *ctx, struct tensor *out, const struct t
                   const struct tensor *v, int n_heads, float scale, const struct attn_causal *causal,
                   bool accumulate);
 
+/* T5 relative position bucket (spec 8.3): bidirectional, num_buckets / 2 per direction, exact below
+ * num_buckets / 4, logarithmic up to max_distance (the log term in float32, truncated toward zero). */
+int t5_relative_bucket(int64_t rel, int num_buckets, int max_distance);
+
+/* The per-head bias of the T5 relative position buckets over every relative position of a [lq, lk]
+ * attention: out[h, r + lq - 1] = table[t5_relative_bucket(r), h] for r = key - query in [-(lq - 1), lk - 1].
+ * out [H, lq + lk - 1], table [num_buckets, H]. */
+void op_t5_relbias(const struct exec_ctx *ctx, struct tensor *out, const struct tensor *table, int num_buckets,
+                   int max_distance, int64_t lq);
+
+/* Attention with an additive bias on relative positions and a key limit (umT5, spec 8.3):
+ * s[i, j] = scale q_i . k_j + bias[h, j - i + Lq - 1] for keys j < valid_keys; later keys are masked
+ * (padding). bias [H, Lq + Lk - 1] rows; q, k, v, out as op_attention. */
+void op_attention_biased(const struct exec_ctx *ctx, struct tensor *out, const struct tensor *q, const struct tensor *k,
+                         const struct tensor *v, int n_heads, float scale, const struct tensor *bias,
+                         int64_t valid_keys);
+
 /* Patch embedding input (spec 3.2): tokens[L, C pt ph pw] from latents [C, F, H, W]; token
  * (f, y, x) = row (f Hp + y) Wp + x, column ((c pt + kt) ph + ky) pw + kx. */
 void op_patchify(const struct exec_ctx *ctx, struct tensor *tokens, const struct tensor *latents,

@@ -66,10 +66,13 @@ static int64_t causal_key_end(const struct attn_causal *c, int64_t q_global, int
     return end < 0 ? 0 : (end > lk ? lk : end);
 }
 
-void kern_attention_cpu(const struct exec_ctx *ctx, struct tensor *out, const struct tensor *q, const struct tensor *k,
-                        const struct tensor *v, int n_heads, float scale, const struct attn_causal *causal,
-                        bool accumulate) {
-    const int64_t lq = q->shape[0], lk = k->shape[0];
+/* The one attention implementation: optional block-causal limits, optional relative-position bias
+ * [H, Lq + Lk - 1] (umT5), keys limited to valid_keys. */
+static void attention_impl(const struct exec_ctx *ctx, struct tensor *out, const struct tensor *q,
+                           const struct tensor *k, const struct tensor *v, int n_heads, float scale,
+                           const struct attn_causal *causal, const struct tensor *bias, int64_t valid_keys,
+                           bool accumulate) {
+    const int64_t lq = q->shape[0], lk = valid_keys;
     const int64_t dh = q->shape[1] / n_heads;
     const int64_t ldq = q->stride[0], ldk = k->stride[0], ldv = v->stride[0], ldo = out->stride[0];
     const int64_t n_qt = (lq + ATT_BQ - 1) / ATT_BQ;
@@ -102,6 +105,14 @@ void kern_attention_cpu(const struct exec_ctx *ctx, struct tensor *out, const st
                 const int64_t nk = kmax - k0 < ATT_BK ? kmax - k0 : ATT_BK;
                 cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (blasint)nq, (blasint)nk, (blasint)dh, scale, qh,
                             (blasint)ldq, kh + k0 * ldk, (blasint)ldk, 0.0f, s, (blasint)nk);
+                if (bias) { /* s[i, j] += bias[h, (k0 + j) - (q0 + i) + lq - 1] */
+                    const float *bh = (const float *)bias->data + h * bias->stride[0] + lq - 1 + k0 - q0;
+                    for (int64_t i = 0; i < nq; i++) {
+                        float *sr = s + i * nk;
+                        const float *br = bh - i;
+                        for (int64_t j = 0; j < nk; j++) sr[j] += br[j];
+                    }
+                }
                 for (int64_t i = 0; i < nq; i++) {
                     float *sr = s + i * nk;
                     int64_t lim = kend[i] - k0;
@@ -135,5 +146,29 @@ void kern_attention_cpu(const struct exec_ctx *ctx, struct tensor *out, const st
                     for (int64_t e = 0; e < dh; e++) dst[e] = orow[e] * inv;
             }
         }
+    }
+}
+
+void kern_attention_cpu(const struct exec_ctx *ctx, struct tensor *out, const struct tensor *q, const struct tensor *k,
+                        const struct tensor *v, int n_heads, float scale, const struct attn_causal *causal,
+                        bool accumulate) {
+    attention_impl(ctx, out, q, k, v, n_heads, scale, causal, NULL, k->shape[0], accumulate);
+}
+
+void kern_attention_biased_cpu(const struct exec_ctx *ctx, struct tensor *out, const struct tensor *q,
+                               const struct tensor *k, const struct tensor *v, int n_heads, float scale,
+                               const struct tensor *bias, int64_t valid_keys) {
+    attention_impl(ctx, out, q, k, v, n_heads, scale, NULL, bias, valid_keys, false);
+}
+
+void kern_t5_relbias_cpu(const struct exec_ctx *ctx, struct tensor *out, const struct tensor *table, int num_buckets,
+                         int max_distance, int64_t lq) {
+    (void)ctx;
+    const int64_t heads = out->shape[0], span = out->shape[1];
+    const float *tab = table->data;
+    for (int64_t r = 0; r < span; r++) {
+        const int b = t5_relative_bucket(r - (lq - 1), num_buckets, max_distance);
+        for (int64_t h = 0; h < heads; h++)
+            ((float *)out->data)[h * out->stride[0] + r] = tab[b * table->stride[0] + h];
     }
 }

@@ -33,6 +33,11 @@ void kern_rope3d_cpu(const struct exec_ctx *ctx, struct tensor *x, int n_heads, 
 void kern_attention_cpu(const struct exec_ctx *ctx, struct tensor *out, const struct tensor *q, const struct tensor *k,
                         const struct tensor *v, int n_heads, float scale, const struct attn_causal *causal,
                         bool accumulate);
+void kern_t5_relbias_cpu(const struct exec_ctx *ctx, struct tensor *out, const struct tensor *table, int num_buckets,
+                         int max_distance, int64_t lq);
+void kern_attention_biased_cpu(const struct exec_ctx *ctx, struct tensor *out, const struct tensor *q,
+                               const struct tensor *k, const struct tensor *v, int n_heads, float scale,
+                               const struct tensor *bias, int64_t valid_keys);
 void kern_patchify_cpu(const struct exec_ctx *ctx, struct tensor *tokens, const struct tensor *latents,
                        const int patch[3]);
 void kern_unpatchify_cpu(const struct exec_ctx *ctx, struct tensor *latents, const struct tensor *tokens,

@@ -14,6 +14,9 @@
  * scalar dot products); speed is a later issue.
  * Mirrors SR attention.py flash_attention (no mask) and the masked SDPA of transformer.py.
  */
+#include <stdlib.h>
+#include <string.h>
+
 #include "kernels/cuda/kern_cuda.h"
 
 enum {
@@ -46,7 +49,8 @@ __global__ void attention_kernel(float *out, int64_t ldo,     // [Lq, H dh]
                                  const float *k, int64_t ldk, // [Lk, H dh]
                                  const float *v, int64_t ldv, // [Lk, H dh]
                                  int64_t lq, int64_t lk, int dh, float scale,
-                                 struct attn_causal causal, int is_causal, int accumulate) {
+                                 struct attn_causal causal, int is_causal, int accumulate,
+                                 const float *bias, int64_t ldb) { // [H, lq + lk_all - 1] or NULL
     extern __shared__ float smem[];
     float *sk = smem;                   /* [ATT_BK, dh + 1] (padded: lane j reads row j) */
     float *sv = sk + ATT_BK * (dh + 1); /* [ATT_BK, dh] */
@@ -90,6 +94,7 @@ __global__ void attention_kernel(float *out, int64_t ldo,     // [Lq, H dh]
             float acc = 0.0f;
             for (int e = 0; e < dh; e++) acc += qs[e] * kr[e];
             s = acc * scale;
+            if (bias) s += bias[(int64_t)blockIdx.y * ldb + key - row + lq - 1];
         }
         const float m_new = fmaxf(m, warp_max(s)); /* finite: lane 0 holds a visible key */
         const float corr = m == -INFINITY ? 0.0f : expf(m - m_new);
@@ -120,16 +125,18 @@ __global__ void attention_kernel(float *out, int64_t ldo,     // [Lq, H dh]
     }
 }
 
-void kern_attention_cuda(const struct exec_ctx *ctx, struct tensor *out, const struct tensor *q,
-                         const struct tensor *k, const struct tensor *v, int n_heads, float scale,
-                         const struct attn_causal *causal, bool accumulate) {
-    static const char op[] = "kern_attention_cuda";
+/* Shared launcher: lk is the number of usable keys (valid_keys for the biased variant). */
+static void launch_attention(const struct exec_ctx *ctx, const char *op, struct tensor *out, const struct tensor *q,
+                             const struct tensor *k, const struct tensor *v, int n_heads, float scale,
+                             const struct attn_causal *causal, bool accumulate, const struct tensor *bias,
+                             int64_t lk) {
     cuda_check_ctx(ctx, op);
     cuda_require_f32(op, "out", out);
     cuda_require_f32(op, "q", q);
     cuda_require_f32(op, "k", k);
     cuda_require_f32(op, "v", v);
-    const int64_t lq = q->shape[0], lk = k->shape[0];
+    if (bias) cuda_require_f32(op, "bias", bias);
+    const int64_t lq = q->shape[0];
     const int64_t dh = q->shape[1] / n_heads;
     CHECK(dh > 0 && dh <= OP_HEAD_DIM_MAX, "%s: head dim %lld outside (0, %d]", op, (long long)dh, OP_HEAD_DIM_MAX);
     CHECK(n_heads <= 65535, "%s: %d heads exceed the grid's y extent", op, n_heads);
@@ -146,6 +153,44 @@ void kern_attention_cuda(const struct exec_ctx *ctx, struct tensor *out, const s
     attention_kernel<<<grid, ATT_THREADS, smem, cuda_stream_of(ctx)>>>(
         (float *)out->data, out->stride[0], (const float *)q->data, q->stride[0], (const float *)k->data,
         k->stride[0], (const float *)v->data, v->stride[0], lq, lk, (int)dh, scale, c, causal != NULL,
-        accumulate ? 1 : 0);
+        accumulate ? 1 : 0, bias ? (const float *)bias->data : NULL, bias ? bias->stride[0] : 0);
     CUDA_CHECK(cudaGetLastError());
+}
+
+void kern_attention_cuda(const struct exec_ctx *ctx, struct tensor *out, const struct tensor *q,
+                         const struct tensor *k, const struct tensor *v, int n_heads, float scale,
+                         const struct attn_causal *causal, bool accumulate) {
+    launch_attention(ctx, "kern_attention_cuda", out, q, k, v, n_heads, scale, causal, accumulate, NULL, k->shape[0]);
+}
+
+void kern_attention_biased_cuda(const struct exec_ctx *ctx, struct tensor *out, const struct tensor *q,
+                                const struct tensor *k, const struct tensor *v, int n_heads, float scale,
+                                const struct tensor *bias, int64_t valid_keys) {
+    launch_attention(ctx, "kern_attention_biased_cuda", out, q, k, v, n_heads, scale, NULL, false, bias, valid_keys);
+}
+
+void kern_t5_relbias_cuda(const struct exec_ctx *ctx, struct tensor *out, const struct tensor *table, int num_buckets,
+                          int max_distance, int64_t lq) {
+    /* Tiny ([H, 2L - 1]) and outside the denoising loop: gather on the host with the same integer bucket
+     * function as the CPU backend, upload. */
+    static const char op[] = "kern_t5_relbias_cuda";
+    cuda_check_ctx(ctx, op);
+    cuda_require_f32(op, "out", out);
+    cuda_require_f32(op, "table", table);
+    const int64_t heads = out->shape[0], span = out->shape[1], nb = table->shape[0];
+    float *tab = (float *)malloc((size_t)(nb * heads) * sizeof(float));
+    float *host = (float *)malloc((size_t)(heads * span) * sizeof(float));
+    CHECK(tab && host, "%s: out of host memory", op);
+    CUDA_CHECK(cudaMemcpy2DAsync(tab, (size_t)heads * sizeof(float), table->data, (size_t)table->stride[0] * sizeof(float),
+                                 (size_t)heads * sizeof(float), (size_t)nb, cudaMemcpyDeviceToHost, cuda_stream_of(ctx)));
+    CUDA_CHECK(cudaStreamSynchronize(cuda_stream_of(ctx)));
+    for (int64_t r = 0; r < span; r++) {
+        const int b = t5_relative_bucket(r - (lq - 1), num_buckets, max_distance);
+        for (int64_t h = 0; h < heads; h++) host[h * span + r] = tab[b * heads + h];
+    }
+    CUDA_CHECK(cudaMemcpy2DAsync(out->data, (size_t)out->stride[0] * sizeof(float), host, (size_t)span * sizeof(float),
+                                 (size_t)span * sizeof(float), (size_t)heads, cudaMemcpyHostToDevice, cuda_stream_of(ctx)));
+    CUDA_CHECK(cudaStreamSynchronize(cuda_stream_of(ctx)));
+    free(tab);
+    free(host);
 }

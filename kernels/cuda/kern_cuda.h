@@ -80,6 +80,11 @@ void kern_rope3d_cuda(const struct exec_ctx *ctx, struct tensor *x, int n_heads,
 void kern_attention_cuda(const struct exec_ctx *ctx, struct tensor *out, const struct tensor *q,
                          const struct tensor *k, const struct tensor *v, int n_heads, float scale,
                          const struct attn_causal *causal, bool accumulate);
+void kern_attention_biased_cuda(const struct exec_ctx *ctx, struct tensor *out, const struct tensor *q,
+                                const struct tensor *k, const struct tensor *v, int n_heads, float scale,
+                                const struct tensor *bias, int64_t valid_keys);
+void kern_t5_relbias_cuda(const struct exec_ctx *ctx, struct tensor *out, const struct tensor *table, int num_buckets,
+                          int max_distance, int64_t lq);
 /* kern_layout.cu */
 void kern_patchify_cuda(const struct exec_ctx *ctx, struct tensor *tokens, const struct tensor *latents,
                         const int patch[3]);

@@ -314,6 +314,68 @@ static void test_attention(void) {
     free(q), free(k), free(v), free(o);
 }
 
+/* Spec 8.3: the bucket of every relative position in [-200, 200]. */
+static void test_t5_bucket(void) {
+    static const struct {
+        int lo, hi, bucket; /* |r| range for negative r */
+    } neg[] = {{8, 11, 8}, {12, 15, 9}, {16, 22, 10}, {23, 31, 11}, {32, 45, 12}, {46, 63, 13}, {64, 90, 14}, {91, 200, 15}};
+    int bad = 0;
+    for (int r = -200; r <= 200; r++) {
+        const int a = r < 0 ? -r : r;
+        int want;
+        if (a < 8) {
+            want = (r > 0 ? 16 : 0) + a;
+        } else {
+            want = -1;
+            for (size_t i = 0; i < sizeof neg / sizeof neg[0]; i++)
+                if (a >= neg[i].lo && a <= neg[i].hi) want = neg[i].bucket + (r > 0 ? 16 : 0);
+        }
+        if (t5_relative_bucket(r, 32, 128) != want) {
+            if (bad++ < 5) fprintf(stderr, "bucket(%d) = %d, spec says %d\n", r, t5_relative_bucket(r, 32, 128), want);
+        }
+    }
+    T_CHECK(bad == 0, "%d relative positions in [-200, 200] differ from the table of spec 8.3", bad);
+}
+
+/* umT5 attention: unscaled scores + relative bias, padding keys masked. */
+static void test_attention_biased(void) {
+    const int heads = 3;
+    const int64_t l = 70, dh = 16, w = heads * dh, valid = 53, span = 2 * l - 1;
+    float *q = rand_buf(l * w, 0.3f), *k = rand_buf(l * w, 0.3f), *v = rand_buf(l * w, 1.0f);
+    float *table = rand_buf(32 * heads, 1.0f), *bias = guard_alloc(heads * span);
+    struct tensor tt = tensor_f32_2d(table, 32, heads), bt = tensor_f32_2d(bias, heads, span);
+    op_t5_relbias(&ctx, &bt, &tt, 32, 128, l);
+    bool bias_ok = guard_intact(bias, heads * span);
+    for (int h = 0; h < heads; h++)
+        for (int64_t r = -(l - 1); r < l; r++)
+            bias_ok &= bias[h * span + r + l - 1] == table[t5_relative_bucket(r, 32, 128) * heads + h];
+    T_CHECK(bias_ok, "t5 relative bias gather");
+    float *out = guard_alloc(l * w), *ref = malloc((size_t)(l * w) * sizeof(float));
+    double *sc = malloc((size_t)l * sizeof(double));
+    for (int h = 0; h < heads; h++)
+        for (int64_t i = 0; i < l; i++) {
+            double mx = -INFINITY, sum = 0;
+            for (int64_t j = 0; j < valid; j++) {
+                double d = 0;
+                for (int64_t e = 0; e < dh; e++) d += (double)q[i * w + h * dh + e] * k[j * w + h * dh + e];
+                sc[j] = d + bias[h * span + j - i + l - 1];
+                mx = sc[j] > mx ? sc[j] : mx;
+            }
+            for (int64_t j = 0; j < valid; j++) sum += (sc[j] = exp(sc[j] - mx));
+            for (int64_t e = 0; e < dh; e++) {
+                double o = 0;
+                for (int64_t j = 0; j < valid; j++) o += sc[j] * v[j * w + h * dh + e];
+                ref[i * w + h * dh + e] = (float)(o / sum);
+            }
+        }
+    struct tensor qt = tensor_f32_2d(q, l, w), kt = tensor_f32_2d(k, l, w), vt = tensor_f32_2d(v, l, w),
+                  ot = tensor_f32_2d(out, l, w);
+    op_attention_biased(&ctx, &ot, &qt, &kt, &vt, heads, 1.0f, &bt, valid);
+    cmp_check("attention with relative bias, 53 of 70 keys valid", out, ref, l * w, TOL_DOT);
+    T_CHECK(guard_intact(out, l * w), "biased attention guard band");
+    free(q), free(k), free(v), free(table), free(ref), free(sc), guard_free(bias), guard_free(out);
+}
+
 static void test_layout(void) {
     const int64_t c = 5, f = 3, h = 6, w = 10, pt = 1, ph = 2, pw = 2;
     const int patch[3] = {(int)pt, (int)ph, (int)pw};
@@ -379,6 +441,8 @@ int main(void) {
     test_activations();
     test_rope();
     test_attention();
+    test_t5_bucket();
+    test_attention_biased();
     test_layout();
     return t_summary(__FILE__);
 }
