@@ -31,5 +31,6 @@ int cmd_make_tiny_model(int argc, char **argv);
 int cmd_inspect(int argc, char **argv);
 int cmd_denoise(int argc, char **argv);
 int cmd_plan(int argc, char **argv);
+int cmd_encode_text(int argc, char **argv);
 
 #endif /* REELFARM_CLI_ARGS_H */

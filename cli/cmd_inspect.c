@@ -9,6 +9,8 @@
 #include "io/fs.h"
 #include "io/h5io.h"
 #include "io/safetensors.h"
+#include "io/tokenizer.h"
+#include "model/umt5.h"
 #include "model/wan_dit.h"
 
 static bool ends_with(const char *s, const char *suffix) {
@@ -27,6 +29,40 @@ static void print_tensors(const struct st_set *st, int64_t limit) {
         printf("  %-64s %-5s %s\n", t->name, dtype_name(t->dtype), shape_str(s, sizeof s, t->ndim, t->shape));
     }
     if (limit >= 0 && (int64_t)n > limit) printf("  ... %zu more (use --tensors to list all)\n", n - (size_t)limit);
+}
+
+/* The text encoder and tokenizer of a model directory, when present. */
+static int inspect_text_parts(const char *dir) {
+    char path[1200];
+    fs_join(path, sizeof path, dir, "text_encoder");
+    if (fs_is_dir(path)) {
+        struct umt5_model *t = NULL;
+        TRY(umt5_load(&t, dir));
+        const struct umt5_config *c = &t->cfg;
+        const struct umt5_memory mem = umt5_memory(t, 512);
+        printf("text encoder: %s (umT5: d_model %lld, %lld heads x %lld, %lld layers, d_ff %lld, vocab %lld)\n",
+               t->weights_path, (long long)c->d_model, (long long)c->num_heads, (long long)c->d_kv,
+               (long long)c->num_layers, (long long)c->d_ff, (long long)c->vocab_size);
+        printf("  parameters:  %lld stored %s; CPU memory: %.2f GiB mapped (read on demand) + %.1f MiB layer buffer "
+               "+ %.1f MiB activations at 512 tokens\n",
+               (long long)t->n_params, dtype_name(t->stored_dtype), (double)mem.mapped_bytes / (1 << 30),
+               (double)mem.layer_bytes / (1 << 20), (double)mem.activation_bytes / (1 << 20));
+        umt5_free(&t);
+    } else {
+        printf("text encoder: absent\n");
+    }
+    struct tokenizer *tok = NULL;
+    if (tokenizer_open(&tok, dir, 0) == ERR_OK) {
+        printf("tokenizer:    %s (SentencePiece, %lld pieces, eos %lld, pad %lld, text_len %lld)\n", tok->model_path,
+               (long long)tok->vocab_size, (long long)tok->eos_id, (long long)tok->pad_id, (long long)tok->text_len);
+        tokenizer_close(&tok);
+    } else {
+        printf("tokenizer:    absent (%s)\n", err_message());
+        err_clear();
+    }
+    fs_join(path, sizeof path, dir, "vae");
+    printf("vae:          %s\n", fs_is_dir(path) ? path : "absent");
+    return ERR_OK;
 }
 
 static int inspect_model(const char *dir, int64_t limit) {
@@ -50,7 +86,7 @@ static int inspect_model(const char *dir, int64_t limit) {
            (long long)m->n_tensors, (long long)wan_config_param_count(c));
     print_tensors(m->st, limit);
     wan_model_free(&m);
-    return ERR_OK;
+    return inspect_text_parts(dir);
 }
 
 static int inspect_safetensors(const char *path, int64_t limit) {

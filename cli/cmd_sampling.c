@@ -8,6 +8,8 @@
 #include "cli/args.h"
 #include "coordinator/plan.h"
 #include "core/error.h"
+#include "io/fs.h"
+#include "model/prompts.h"
 #include "model/wan_config.h"
 #include "model/wan_dit.h"
 #include "worker/worker.h"
@@ -230,4 +232,85 @@ int cmd_plan(int argc, char **argv) {
     free(flops);
     plan_free(&p);
     return 0;
+}
+
+static const char encode_text_help[] =
+    "Usage: reelfarm encode-text --model DIR (--prompt TEXT | --prompt-file F) --out CTX.h5 [options]\n"
+    "\n"
+    "Encodes a prompt with the model's umT5 text encoder (spec 8): cleaning (HTML entities, whitespace),\n"
+    "SentencePiece tokens, EOS, padding to text_len, the encoder, padding rows set to zero.\n"
+    "CTX.h5: context float32 [text_len, d_model], input_ids int64 [text_len], attention_mask uint8\n"
+    "[text_len]; with a negative prompt also negative_context, negative_input_ids, negative_attention_mask.\n"
+    "\n"
+    "Options:\n"
+    "  --prompt TEXT / --prompt-file F     the prompt (UTF-8; a file is read whole)\n"
+    "  --negative                          also encode the default negative prompt (upstream's DF default)\n"
+    "  --negative-prompt TEXT / --negative-prompt-file F\n"
+    "                                      also encode this negative prompt instead (may be empty)\n"
+    "  --text-len N                        tokens per prompt (default: the tokenizer's bound, 512 for the real\n"
+    "                                      models; longer prompts are truncated with a warning)\n"
+    "  --threads N / --force\n";
+
+static int read_text_file(const char *flag, const char *path, char **out) {
+    size_t len = 0;
+    if (fs_read_file(path, out, &len, (size_t)16 << 20) < 0) return -1;
+    if (strlen(*out) != len) {
+        free(*out);
+        *out = NULL;
+        return err_set(ERR_FORMAT, "%s %s: the file contains a NUL byte", flag, path);
+    }
+    return 0;
+}
+
+int cmd_encode_text(int argc, char **argv) {
+    static const struct option longopts[] = {
+        {"model", required_argument, 0, 'm'},           {"out", required_argument, 0, 'o'},
+        {"prompt", required_argument, 0, 'p'},          {"prompt-file", required_argument, 0, 'P'},
+        {"negative", no_argument, 0, 'N'},              {"negative-prompt", required_argument, 0, 'n'},
+        {"negative-prompt-file", required_argument, 0, 'F'}, {"text-len", required_argument, 0, 'L'},
+        {"threads", required_argument, 0, 't'},         {"force", no_argument, 0, 'f'},
+        {"help", no_argument, 0, 'h'},                  {0, 0, 0, 0}};
+    static const char cmd[] = "encode-text";
+    struct encode_text_options o = {0};
+    const char *prompt_file = NULL, *neg_file = NULL;
+    bool default_negative = false;
+    optind = 0;
+    opterr = 0;
+    int ch, rc = 0;
+    while ((ch = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
+        switch (ch) {
+        case 'm': o.model_dir = optarg; break;
+        case 'o': o.out_path = optarg; break;
+        case 'p': o.prompt = optarg; break;
+        case 'P': prompt_file = optarg; break;
+        case 'N': default_negative = true; break;
+        case 'n': o.negative_prompt = optarg; break;
+        case 'F': neg_file = optarg; break;
+        case 'L': rc = arg_i64("--text-len", optarg, 1, 1 << 16, &o.text_len); break;
+        case 't': rc = arg_int("--threads", optarg, 1, 4096, &o.threads); break;
+        case 'f': o.force = true; break;
+        case 'h': fputs(encode_text_help, stdout); return 0;
+        case ':': return usage_error(cmd, "option '%s' needs a value", argv[optind - 1]);
+        default: return usage_error(cmd, "unknown option '%s'", argv[optind - 1]);
+        }
+        if (rc < 0) return usage_error(cmd, "%s", err_message());
+    }
+    if (optind < argc) return usage_error(cmd, "unexpected argument '%s'", argv[optind]);
+    if (!o.model_dir || !o.out_path) return usage_error(cmd, "--model and --out are required");
+    if (!!o.prompt + !!prompt_file != 1) return usage_error(cmd, "give exactly one of --prompt and --prompt-file");
+    if (!!o.negative_prompt + !!neg_file + default_negative > 1)
+        return usage_error(cmd, "give at most one of --negative, --negative-prompt and --negative-prompt-file");
+    char *ptext = NULL, *ntext = NULL;
+    if (prompt_file && read_text_file("--prompt-file", prompt_file, &ptext) < 0) return run_error();
+    if (neg_file && read_text_file("--negative-prompt-file", neg_file, &ntext) < 0) {
+        free(ptext);
+        return run_error();
+    }
+    if (ptext) o.prompt = ptext;
+    if (ntext) o.negative_prompt = ntext;
+    if (default_negative) o.negative_prompt = REELFARM_DEFAULT_NEGATIVE_PROMPT;
+    rc = worker_encode_text(&o);
+    free(ptext);
+    free(ntext);
+    return rc < 0 ? run_error() : 0;
 }

@@ -19,6 +19,7 @@ struct subcommand {
 
 static const struct subcommand subcommands[] = {
     {"dit-forward", cmd_dit_forward, "one DiT forward: latents, timesteps, context (HDF5) -> noise_pred (HDF5)"},
+    {"encode-text", cmd_encode_text, "umT5 encoding of a prompt (and negative prompt) -> context (HDF5)"},
     {"denoise", cmd_denoise, "the diffusion-forcing loop of one window: noise + contexts (HDF5) -> latents (HDF5)"},
     {"plan", cmd_plan, "the chunk plan of a long video: chunks, rows, DiT forwards, FLOPs"},
     {"make-tiny-model", cmd_make_tiny_model, "write the built-in tiny random model (Diffusers or original layout)"},

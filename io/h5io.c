@@ -467,6 +467,14 @@ static herr_t list_attr_cb(hid_t loc, const char *name, const H5A_info_t *info, 
     return 0;
 }
 
+/* Cut a UTF-8 string at a character boundary so that it fits its buffer with a trailing "...". */
+static void utf8_fit(char *s, size_t cap, size_t full_len) {
+    if (full_len < cap) return;
+    size_t end = cap - 4;
+    while (end > 0 && ((unsigned char)s[end] & 0xc0) == 0x80) end--; /* not inside a character */
+    memcpy(s + end, "...", 4);
+}
+
 static int entry_cmp(const void *a, const void *b) {
     const struct h5_entry *x = a, *y = b;
     if (x->is_attribute != y->is_attribute) return x->is_attribute ? -1 : 1;
@@ -483,8 +491,15 @@ int h5_list(const struct h5_file *f, struct h5_entry **entries, size_t *count) {
     }
     for (size_t i = 0; i < lc.count; i++) {
         struct h5_entry *e = &lc.items[i];
-        if (e->is_attribute && !e->value[0] && strcmp(e->type_desc, "string") == 0)
-            h5_attr_get_str(f, e->name, e->value, sizeof e->value);
+        if (e->is_attribute && !e->value[0] && strcmp(e->type_desc, "string") == 0) {
+            char full[4096];
+            if (h5_attr_get_str(f, e->name, full, sizeof full) == ERR_OK) {
+                const size_t len = strlen(full), n = len < sizeof e->value - 1 ? len : sizeof e->value - 1;
+                memcpy(e->value, full, n);
+                e->value[n] = '\0';
+                utf8_fit(e->value, sizeof e->value, len);
+            }
+        }
     }
     qsort(lc.items, lc.count, sizeof *lc.items, entry_cmp);
     *entries = lc.items;

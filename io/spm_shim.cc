@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <new>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "core/error.h"
@@ -54,12 +55,17 @@ extern "C" int spm_encode(const struct spm_proc *p, const char *text, int64_t **
 }
 
 extern "C" int spm_train_unigram(const char *corpus_path, const char *model_prefix, int vocab_size) {
-    const std::string args = std::string("--input=") + corpus_path + " --model_prefix=" + model_prefix +
-                             " --vocab_size=" + std::to_string(vocab_size) +
-                             " --hard_vocab_limit=false --model_type=unigram --character_coverage=1.0"
-                             " --byte_fallback=true --pad_id=0 --eos_id=1 --unk_id=2 --bos_id=-1"
-                             " --normalization_rule_name=nmt_nfkc --num_threads=1 --minloglevel=2";
-    const auto status = sentencepiece::SentencePieceTrainer::Train(args);
+    // The keyword form: the string form logs the whole command line at INFO before it reads minloglevel.
+    const std::unordered_map<std::string, std::string> kwargs = {
+        {"input", corpus_path},          {"model_prefix", model_prefix},
+        {"vocab_size", std::to_string(vocab_size)},
+        {"hard_vocab_limit", "false"},   {"model_type", "unigram"},
+        {"character_coverage", "1.0"},   {"byte_fallback", "true"},
+        {"pad_id", "0"},                 {"eos_id", "1"},
+        {"unk_id", "2"},                 {"bos_id", "-1"},
+        {"normalization_rule_name", "nmt_nfkc"},
+        {"num_threads", "1"},            {"minloglevel", "2"}};
+    const auto status = sentencepiece::SentencePieceTrainer::Train(kwargs);
     if (!status.ok()) return err_set(ERR_IO, "training the tiny tokenizer failed: %s", status.ToString().c_str());
     return ERR_OK;
 }

@@ -167,6 +167,16 @@ void op_gated_add(const struct exec_ctx *ctx, struct tensor *x, const struct ten
     DISPATCH(ctx, gated_add, ctx, x, y, gate, group_size, row_offset);
 }
 
+void op_mul(const struct exec_ctx *ctx, struct tensor *y, const struct tensor *a, const struct tensor *b) {
+    static const char op[] = "op_mul";
+    check_rows(ctx, op, "y", y);
+    check_rows(ctx, op, "a", a);
+    check_rows(ctx, op, "b", b);
+    check_same_shape(op, "y", y, "a", a);
+    check_same_shape(op, "a", a, "b", b);
+    DISPATCH(ctx, mul, ctx, y, a, b);
+}
+
 void op_add_row(const struct exec_ctx *ctx, struct tensor *y, const struct tensor *x, const struct tensor *row) {
     static const char op[] = "op_add_row";
     check_rows(ctx, op, "y", y);

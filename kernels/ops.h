@@ -81,6 +81,9 @@ void op_norm_modulate(const struct exec_ctx *ctx, struct tensor *y, const struct
 void op_gated_add(const struct exec_ctx *ctx, struct tensor *x, const struct tensor *y, const struct tensor *gate,
                   int64_t group_size, int64_t row_offset);
 
+/* y = a * b elementwise (rows tensors of one shape; y may alias a or b). */
+void op_mul(const struct exec_ctx *ctx, struct tensor *y, const struct tensor *a, const struct tensor *b);
+
 /* y[M, N] = x[M, N] + row[N] (row broadcast to every row). */
 void op_add_row(const struct exec_ctx *ctx, struct tensor *y, const struct tensor *x, const struct tensor *row);
 

@@ -139,6 +139,10 @@ static cJSON *model_index_json(void) {
     cJSON_AddStringToObject(o, "_diffusers_version", "0.34.0");
     const char *tr[2] = {"diffusers", "SkyReelsV2Transformer3DModel"};
     cJSON_AddItemToObject(o, "transformer", cJSON_CreateStringArray(tr, 2));
+    const char *te[2] = {"transformers", "UMT5EncoderModel"};
+    cJSON_AddItemToObject(o, "text_encoder", cJSON_CreateStringArray(te, 2));
+    const char *tk[2] = {"transformers", "T5TokenizerFast"};
+    cJSON_AddItemToObject(o, "tokenizer", cJSON_CreateStringArray(tk, 2));
     return o;
 }
 
@@ -295,6 +299,7 @@ static int write_model_files(const char *dir, const struct wan_config *c, const 
     cJSON_Delete(cfg_json);
     TRY(rc);
     TRY(write_weights(wdir, c, opt));
+    TRY(umt5_tiny_write(dir, c->text_dim, opt));
     if (opt->example_input) TRY(write_example_input(dir, c, opt));
     return ERR_OK;
 }

@@ -4,7 +4,8 @@
  * (seed, tensor's Diffusers name), so the same model written with either naming, dtype or shard
  * count holds the same values (up to the storage dtype's rounding). The tiny config keeps the real
  * head dim 128 (so the real RoPE split 22/21/21 is exercised) and shrinks everything else.
- * VAE, text encoder and tokenizer join the directory with their own issues.
+ * The directory also holds a tiny umT5 text encoder and a SentencePiece tokenizer trained at creation
+ * (model/umt5_tiny.c); the VAE joins with its own issue.
  */
 #ifndef REELFARM_MODEL_WAN_TINY_H
 #define REELFARM_MODEL_WAN_TINY_H
@@ -32,6 +33,8 @@ void wan_tiny_config(const struct wan_tiny_options *opt, struct wan_config *cfg)
 /* Fill a tensor's values for this tiny model (f32, numel elements) from its Diffusers name. */
 void wan_tiny_values(float *dst, int64_t numel, int ndim, const int64_t *shape, const char *diffusers_name,
                      uint64_t seed);
+/* The tiny tokenizer and text encoder (model/umt5_tiny.c) into dir; d_model = the DiT's text_dim. */
+int umt5_tiny_write(const char *dir, int64_t d_model, const struct wan_tiny_options *opt);
 /* Write the model directory; recoverable errors name the path. */
 int wan_tiny_write(const char *dir, const struct wan_tiny_options *opt);
 

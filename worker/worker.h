@@ -48,6 +48,20 @@ struct denoise_options {
  * (latents, timesteps, timestep_matrix, update_mask, valid_interval). Spec 4, 5, 6.4. */
 int worker_denoise(const struct denoise_options *opt);
 
+struct encode_text_options {
+    const char *model_dir;
+    const char *out_path;
+    const char *prompt;          /* from --prompt or the contents of --prompt-file */
+    const char *negative_prompt; /* NULL: no negative context */
+    int64_t text_len;            /* 0: the tokenizer config's bound (512 for the real models) */
+    int threads;
+    bool force;
+};
+
+/* reelfarm encode-text: prompt (and negative prompt) -> context, input_ids, attention_mask (HDF5).
+ * Spec 8. */
+int worker_encode_text(const struct encode_text_options *opt);
+
 struct bench_options {
     const char *model_size;     /* tiny, 1.3b, 14b */
     int64_t layers;             /* > 0 overrides the preset's layer count */

@@ -24,6 +24,7 @@ void kern_norm_modulate_cpu(const struct exec_ctx *ctx, struct tensor *y, const 
                             int64_t row_offset, float eps);
 void kern_gated_add_cpu(const struct exec_ctx *ctx, struct tensor *x, const struct tensor *y,
                         const struct tensor *gate, int64_t group_size, int64_t row_offset);
+void kern_mul_cpu(const struct exec_ctx *ctx, struct tensor *y, const struct tensor *a, const struct tensor *b);
 void kern_add_row_cpu(const struct exec_ctx *ctx, struct tensor *y, const struct tensor *x, const struct tensor *row);
 void kern_silu_cpu(const struct exec_ctx *ctx, struct tensor *y, const struct tensor *x);
 void kern_gelu_tanh_cpu(const struct exec_ctx *ctx, struct tensor *y, const struct tensor *x);

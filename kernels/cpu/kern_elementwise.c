@@ -61,6 +61,17 @@ void kern_gated_add_cpu(const struct exec_ctx *ctx, struct tensor *x, const stru
     }
 }
 
+void kern_mul_cpu(const struct exec_ctx *ctx, struct tensor *y, const struct tensor *a, const struct tensor *b) {
+    struct rows_view yr = rows_view_of(y), ar = rows_view_of(a), br = rows_view_of(b);
+    const int nt = kern_cpu_threads(ctx);
+#pragma omp parallel for num_threads(nt) schedule(static)
+    for (int64_t i = 0; i < ar.m; i++) {
+        const float *x = ar.data + i * ar.ld, *z = br.data + i * br.ld;
+        float *o = yr.data + i * yr.ld;
+        for (int64_t j = 0; j < ar.n; j++) o[j] = x[j] * z[j];
+    }
+}
+
 void kern_add_row_cpu(const struct exec_ctx *ctx, struct tensor *y, const struct tensor *x, const struct tensor *row) {
     struct rows_view yr = rows_view_of(y), xr = rows_view_of(x);
     const float *r = row->data;

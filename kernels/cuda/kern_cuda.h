@@ -60,6 +60,7 @@ void kern_gated_add_cuda(const struct exec_ctx *ctx, struct tensor *x, const str
                          const struct tensor *gate, int64_t group_size, int64_t row_offset);
 void kern_add_row_cuda(const struct exec_ctx *ctx, struct tensor *y, const struct tensor *x,
                        const struct tensor *row);
+void kern_mul_cuda(const struct exec_ctx *ctx, struct tensor *y, const struct tensor *a, const struct tensor *b);
 void kern_silu_cuda(const struct exec_ctx *ctx, struct tensor *y, const struct tensor *x);
 void kern_gelu_tanh_cuda(const struct exec_ctx *ctx, struct tensor *y, const struct tensor *x);
 void kern_gelu_erf_cuda(const struct exec_ctx *ctx, struct tensor *y, const struct tensor *x);

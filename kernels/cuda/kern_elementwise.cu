@@ -255,3 +255,27 @@ void kern_randn_cuda(const struct exec_ctx *ctx, struct tensor *y, uint64_t seed
     CUDA_CHECK(cudaMemcpyAsync(y->data, host, n * sizeof(float), cudaMemcpyHostToDevice, cuda_stream_of(ctx)));
     CUDA_CHECK(cudaStreamSynchronize(cuda_stream_of(ctx)));
 }
+
+/* ---- elementwise product ---- */
+
+__global__ void mul_kernel(struct rows_view y, // [m, n]
+                           struct rows_view a, // [m, n]
+                           struct rows_view b) // [m, n]
+{
+    EW_LOOP(a.m * a.n) {
+        const int64_t i = idx / a.n, j = idx - i * a.n;
+        y.data[i * y.ld + j] = a.data[i * a.ld + j] * b.data[i * b.ld + j];
+    }
+}
+
+void kern_mul_cuda(const struct exec_ctx *ctx, struct tensor *y, const struct tensor *a, const struct tensor *b) {
+    static const char op[] = "kern_mul_cuda";
+    cuda_check_ctx(ctx, op);
+    cuda_require_f32(op, "y", y);
+    cuda_require_f32(op, "a", a);
+    cuda_require_f32(op, "b", b);
+    struct rows_view yr = rows_view_of(y), ar = rows_view_of(a), br = rows_view_of(b);
+    if (ar.m == 0 || ar.n == 0) return;
+    mul_kernel<<<ew_blocks(ar.m * ar.n), EW_THREADS, 0, cuda_stream_of(ctx)>>>(yr, ar, br);
+    CUDA_CHECK(cudaGetLastError());
+}
