@@ -253,7 +253,7 @@ static const char encode_text_help[] =
 
 static int read_text_file(const char *flag, const char *path, char **out) {
     size_t len = 0;
-    if (fs_read_file(path, out, &len, (size_t)16 << 20) < 0) return -1;
+    if (fs_read_file(path, out, &len, (size_t)16 << 20) < 0) return err_wrap("%s: ", flag);
     if (strlen(*out) != len) {
         free(*out);
         *out = NULL;

@@ -291,6 +291,7 @@ int h5_attr_set_str(struct h5_file *f, const char *key, const char *value) {
     hid_t ty = H5Tcopy(H5T_C_S1);
     H5Tset_size(ty, strlen(value) + 1);
     H5Tset_strpad(ty, H5T_STR_NULLTERM);
+    H5Tset_cset(ty, H5T_CSET_UTF8); /* prompts are UTF-8 (ASCII is a subset) */
     int rc = attr_write(f, key, ty, value);
     H5Tclose(ty);
     return rc;

@@ -2,7 +2,7 @@
 # scripts/install-deps.sh - install reelfarm's build and runtime dependencies from Debian's packages.
 # Idempotent: packages already present are not downloaded again (a second run installs nothing).
 # Usage: scripts/install-deps.sh [--with-reference]
-#   --with-reference  also the Python reference tools (python3-torch, numpy, h5py) used to
+#   --with-reference  also the Python reference tools (python3-torch, numpy, h5py, sentencepiece) used to
 #                     regenerate golden files and for the PyTorch side of benchmarks; not needed
 #                     to build or test.
 # CUDA is not installed here: it is picked up from /usr/local/cuda when present.
@@ -19,7 +19,7 @@ packages=(
   slurm-wlm munge
 )
 if [[ "${1:-}" == "--with-reference" ]]; then
-  packages+=(python3-torch python3-numpy python3-h5py)
+  packages+=(python3-torch python3-numpy python3-h5py python3-sentencepiece)
 fi
 
 missing=()

@@ -133,5 +133,43 @@ expect 1 "error: --overlap 97 must be smaller than --base-frames 97; try --overl
 expect 1 "use --base-frames 93 or 101" "plan base not divisible by the block size" -- "$bin" plan --frames 257 --base-frames 97 --overlap 17 --causal-block-size 2
 expect 2 "give --frames or --seconds" "plan without a length" -- "$bin" plan --base-frames 97
 
+
+# encode-text: token ids against Debian's spm_encode (the cleaned text goes to spm_encode), errors
+tm="$tmp/textmodel"
+"$bin" make-tiny-model "$tm" --no-example >/dev/null
+spm="$tm/tokenizer/spiece.model"
+ids_of() { # ids_of FILE DATASET -> the ids up to and including EOS (1)
+  h5dump -d "$2" -y -w 1000000 "$1" | sed -n '/DATA {/,/}/p' | tr -cs '0-9' ' ' | awk '{for (i = 1; i <= NF; i++) {printf "%s ", $i; if ($i == 1) exit}}'
+}
+check_ids() { # check_ids NAME PROMPT CLEANED [TEXT_LEN]
+  local name=$1 prompt=$2 cleaned=$3 tl=${4:-64}
+  rm -f "$tmp/ids.h5"
+  if ! "$bin" encode-text --model "$tm" --prompt "$prompt" --out "$tmp/ids.h5" --text-len "$tl" 2>"$tmp/err.txt"; then
+    bad "encode-text $name: $(cat "$tmp/err.txt")"; return
+  fi
+  local want got
+  want="$(printf '%s' "$cleaned" | spm_encode --model="$spm" --output_format=id | tr -s ' \n' ' ' | awk -v n=$((tl - 1)) '{for (i = 1; i <= NF && i <= n; i++) printf "%s ", $i}')1 "
+  got=$(ids_of "$tmp/ids.h5" input_ids)
+  if [ "$want" = "$got" ]; then ok "encode-text ids = spm_encode ids: $name"; else bad "encode-text $name: ids '$got', spm_encode '$want'"; fi
+}
+check_ids ascii "A slow cinematic shot of a red car driving through a rainy city at night." "A slow cinematic shot of a red car driving through a rainy city at night."
+check_ids cjk "一只猫在城市的街道上奔跑，电影镜头" "一只猫在城市的街道上奔跑，电影镜头"
+check_ids emoji "sunset over the ocean 🌅 waves 🌊" "sunset over the ocean 🌅 waves 🌊"
+check_ids whitespace "$(printf '  tabs\tand\n\nnewlines   and\xe3\x80\x80ideographic  ')" "tabs and newlines and ideographic"
+check_ids html "fish &amp;amp; chips &lt;b&gt; &#x1F41F; &quot;q&quot;" "fish & chips <b> 🐟 \"q\""
+long=$(for i in $(seq 1 40); do printf 'cinematic mountain river sunset '; done)
+check_ids over-long "$long" "$long"
+check_ids short-text-len "a red car in the rain at night" "a red car in the rain at night" 5
+if "$bin" encode-text --model "$tm" --prompt "$long" --out "$tmp/long.h5" 2>&1 | grep -q "WARN.*prompt: longer than 64 tokens; truncated"; then ok "over-long prompt warns"; else bad "over-long prompt gives no warning"; fi
+expect 0 "" "encode-text with the default negative prompt" -- "$bin" encode-text --model "$tm" --prompt "" --negative --out "$tmp/neg.h5"
+if [ "$(ids_of "$tmp/neg.h5" input_ids)" = "1 " ] && "$bin" inspect "$tmp/neg.h5" | grep -aq "@negative_prompt .*色调艳丽，过曝，静态"; then ok "empty prompt is [EOS]; default negative prompt recorded"; else bad "empty prompt / default negative prompt"; fi
+printf 'bad \xc0\x80 utf8' >"$tmp/bad_prompt.txt"
+expect 1 "error: prompt: invalid UTF-8 at byte 4" "encode-text invalid UTF-8" -- "$bin" encode-text --model "$tm" --prompt-file "$tmp/bad_prompt.txt" --out "$o"
+expect 1 "error: .*no tokenizer \(expected tokenizer/spiece.model" "encode-text without a tokenizer" -- "$bin" encode-text --model "$gm/transformer" --prompt x --out "$o"
+expect 1 "error: --prompt-file: .*no_prompt.txt: cannot open" "encode-text missing prompt file" -- "$bin" encode-text --model "$tm" --prompt-file "$tmp/no_prompt.txt" --out "$o"
+expect 2 "exactly one of --prompt and --prompt-file" "encode-text two prompts" -- "$bin" encode-text --model "$tm" --prompt a --prompt-file "$tmp/bad_prompt.txt" --out "$o"
+expect 2 "--model and --out are required" "encode-text without --out" -- "$bin" encode-text --model "$tm" --prompt a
+no_file "$o" "failed encode-text runs"
+
 echo "test_cli: $([ $fails -eq 0 ] && echo "passed $checks checks" || echo "FAILED $fails of $checks checks")"
 [ $fails -eq 0 ]
