@@ -169,6 +169,11 @@ expect 1 "error: .*no tokenizer \(expected tokenizer/spiece.model" "encode-text 
 expect 1 "error: --prompt-file: .*no_prompt.txt: cannot open" "encode-text missing prompt file" -- "$bin" encode-text --model "$tm" --prompt-file "$tmp/no_prompt.txt" --out "$o"
 expect 2 "exactly one of --prompt and --prompt-file" "encode-text two prompts" -- "$bin" encode-text --model "$tm" --prompt a --prompt-file "$tmp/bad_prompt.txt" --out "$o"
 expect 2 "--model and --out are required" "encode-text without --out" -- "$bin" encode-text --model "$tm" --prompt a
+expect 0 "" "encode-text on a golden's prompt" -- "$bin" encode-text --model "$gm" --prompt "A slow cinematic shot of a red car driving through a rainy city at night." --out "$tmp/ctx_golden.h5"
+for ds in input_ids attention_mask; do
+  if h5diff "$tmp/ctx_golden.h5" "$golden/text_ascii.h5" $ds $ds >/dev/null; then ok "encode-text $ds identical to the reference"; else bad "encode-text $ds differs from the reference"; fi
+done
+if h5diff -d 1e-4 "$tmp/ctx_golden.h5" "$golden/text_ascii.h5" context context >/dev/null; then ok "encode-text context matches the reference within 1e-4"; else bad "encode-text context differs from the reference"; fi
 no_file "$o" "failed encode-text runs"
 
 echo "test_cli: $([ $fails -eq 0 ] && echo "passed $checks checks" || echo "FAILED $fails of $checks checks")"
