@@ -35,6 +35,9 @@ import numpy as np
 import sentencepiece as spm
 import torch
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import wan_dit_ref as wdr  # noqa: E402  (shared safetensors helpers)
+
 GENERATOR = "tests/reference/umt5_ref.py"
 GOLDEN_FORMAT = "reelfarm-golden-text"
 GOLDEN_FORMAT_VERSION = 1
@@ -58,8 +61,7 @@ DEFAULT_NEGATIVE_PROMPT_EN = (
     "background, three legs, many people in the background, walking backwards")
 
 
-class RefError(Exception):
-    pass
+RefError = wdr.RefError  # one error type across the reference scripts
 
 
 def log(msg):
@@ -70,82 +72,10 @@ def log(msg):
 # safetensors (8-byte little-endian header length, JSON header, raw little-endian data)
 # ----------------------------------------------------------------------------------------------------------
 
-_ST_ITEMSIZE = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2}
-
-
-class SafeTensors:
-    def __init__(self, path):
-        self.path = path
-        size = os.path.getsize(path)
-        with open(path, "rb") as f:
-            raw = f.read(8)
-            if len(raw) != 8:
-                raise RefError("%s: too short for a safetensors file" % path)
-            (hlen,) = struct.unpack("<Q", raw)
-            if hlen > size - 8:
-                raise RefError("%s: header length %d exceeds the file" % (path, hlen))
-            header = json.loads(f.read(hlen).decode("utf-8"))
-        self.base = 8 + hlen
-        self.entries = {k: v for k, v in header.items() if k != "__metadata__"}
-        for name, e in self.entries.items():
-            if e["dtype"] not in _ST_ITEMSIZE:
-                raise RefError("%s: tensor %s has unsupported dtype %s" % (path, name, e["dtype"]))
-            b0, b1 = e["data_offsets"]
-            n = int(np.prod(e["shape"], dtype=np.int64))
-            if b1 - b0 != n * _ST_ITEMSIZE[e["dtype"]] or self.base + b1 > size:
-                raise RefError("%s: tensor %s has inconsistent data_offsets" % (path, name))
-
-    def shape(self, name):
-        return list(self.entries[name]["shape"])
-
-    def load(self, name):
-        """The tensor as a float64 numpy array (bf16 widened exactly by a 16-bit shift)."""
-        e = self.entries[name]
-        b0, b1 = e["data_offsets"]
-        with open(self.path, "rb") as f:
-            f.seek(self.base + b0)
-            raw = np.frombuffer(f.read(b1 - b0), dtype=np.uint8)
-        dt = e["dtype"]
-        if dt == "F64":
-            a = raw.view("<f8")
-        elif dt == "F32":
-            a = raw.view("<f4")
-        elif dt == "F16":
-            a = raw.view("<f2")
-        else:
-            a = (raw.view("<u2").astype(np.uint32) << 16).view(np.float32)
-        return a.astype(np.float64).reshape(e["shape"])
-
-
-def bf16_bits(a):
-    """float32 -> bf16 bit patterns (uint16), round to nearest even (finite inputs)."""
-    u = np.ascontiguousarray(a, dtype=np.float32).view(np.uint32).astype(np.uint64)
-    return ((u + 0x7FFF + ((u >> 16) & 1)) >> 16).astype(np.uint16)
-
-
-def write_safetensors(path, tensors, dtype="F32"):
-    """Test helper: tensors = {name: array}, stored as F32, F16 or BF16."""
-    header, blobs, off = {"__metadata__": {"format": "pt"}}, [], 0
-    for name in sorted(tensors):
-        a = np.asarray(tensors[name], dtype=np.float32)
-        if dtype == "F32":
-            b = a.astype("<f4").tobytes()
-        elif dtype == "F16":
-            b = a.astype("<f2").tobytes()
-        elif dtype == "BF16":
-            b = bf16_bits(a).astype("<u2").tobytes()
-        else:
-            raise RefError("write_safetensors: unsupported dtype " + dtype)
-        header[name] = {"dtype": dtype, "shape": list(a.shape), "data_offsets": [off, off + len(b)]}
-        blobs.append(b)
-        off += len(b)
-    hj = json.dumps(header, separators=(",", ":")).encode("utf-8")
-    hj += b" " * ((8 - len(hj) % 8) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(hj)))
-        f.write(hj)
-        for b in blobs:
-            f.write(b)
+# safetensors reading and writing are shared with the DiT reference (one parser, not two)
+SafeTensors = wdr.SafeTensorsFile
+bf16_bits = wdr.bf16_round
+write_safetensors = wdr.write_safetensors
 
 
 # ----------------------------------------------------------------------------------------------------------
