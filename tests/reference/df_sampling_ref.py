@@ -45,8 +45,7 @@ INPUT_DATASETS = ("noise", "context", "negative_context", "prefix_latents", "end
 DTYPES = {"float64": (torch.float64, np.float64), "float32": (torch.float32, np.float32)}
 
 
-class RefError(Exception):
-    pass
+RefError = wdr.RefError  # one error type across the reference scripts
 
 
 def log(msg):
@@ -441,18 +440,6 @@ RESERVED_ATTRS = PARAM_ATTRS + ("reelfarm_format", "reelfarm_format_version", "g
                                 "dit_forwards", "rows")
 
 
-def parse_attrs(items):
-    out = []
-    for it in items or []:
-        if "=" not in it or it.startswith("="):
-            raise RefError("--attr expects KEY=VALUE, got %r" % it)
-        k, v = it.split("=", 1)
-        if k in RESERVED_ATTRS:
-            raise RefError("--attr may not override the reserved attribute %s" % k)
-        out.append((k, v))
-    return out
-
-
 def read_denoise_inputs(path):
     d = {}
     with h5py.File(path, "r") as f:
@@ -468,7 +455,7 @@ def read_denoise_inputs(path):
 def cmd_denoise(args):
     if os.path.exists(args.out):
         raise RefError("%s exists; refusing to overwrite" % args.out)
-    extra = parse_attrs(args.attr)
+    extra = wdr.parse_attrs(args.attr, RESERVED_ATTRS)
     tdt, _ = DTYPES[args.dtype]
     cfg, P = wdr.load_model(args.model, tdt)
     d = read_denoise_inputs(args.inp)
@@ -1089,7 +1076,7 @@ def main(argv=None):
     args = ap.parse_args(argv)
     try:
         rc = args.fn(args)
-    except (RefError, wdr.RefError, OSError, ValueError, KeyError) as ex:
+    except (RefError, OSError, ValueError, KeyError) as ex:
         log("error: %s" % ex)
         return 1
     return rc or 0

@@ -382,22 +382,10 @@ def read_text_arg(text, path, what):
         raise RefError("%s file %s is not UTF-8: %s" % (what, path, ex))
 
 
-def parse_attrs(items):
-    out = []
-    for it in items or []:
-        if "=" not in it or it.startswith("="):
-            raise RefError("--attr expects KEY=VALUE, got %r" % it)
-        k, v = it.split("=", 1)
-        if k in RESERVED_ATTRS:
-            raise RefError("--attr may not override the reserved attribute %s" % k)
-        out.append((k, v))
-    return out
-
-
 def cmd_encode(args):
     if os.path.exists(args.out):
         raise RefError("%s exists; refusing to overwrite" % args.out)
-    extra = parse_attrs(args.attr)
+    extra = wdr.parse_attrs(args.attr, RESERVED_ATTRS)
     prompt = read_text_arg(args.prompt, args.prompt_file, "prompt")
     neg = read_text_arg(args.negative_prompt, args.negative_prompt_file, "negative prompt")
     _, tok = model_paths(args.model)

@@ -649,13 +649,17 @@ def write_root_attrs(f, extra, dtype_name, cbs):
         f.attrs[key] = val
 
 
-def parse_attrs(items):
+RESERVED_ATTRS = ("reelfarm_format", "reelfarm_format_version", "generator", "reference_dtype", "causal_block_size")
+
+
+def parse_attrs(items, reserved=RESERVED_ATTRS):
+    """--attr KEY=VALUE pairs for the golden file; keys the script writes itself are refused."""
     out = []
     for it in items or []:
         if "=" not in it or it.startswith("="):
             raise RefError("--attr expects KEY=VALUE, got %r" % it)
         k, v = it.split("=", 1)
-        if k in ("reelfarm_format", "reelfarm_format_version", "generator", "reference_dtype", "causal_block_size"):
+        if k in reserved:
             raise RefError("--attr may not override the reserved attribute %s" % k)
         out.append((k, v))
     return out
