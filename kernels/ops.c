@@ -107,6 +107,14 @@ static void check_table(const struct exec_ctx *ctx, const char *op, const char *
     } while (0)
 #endif
 
+/* The VAE ops have CPU kernels only so far: their CUDA twins belong to the CUDA backend issue. A CUDA
+ * context reaching one is a programmer error (nothing selects the CUDA backend for the VAE yet). */
+#define DISPATCH_CPU_ONLY(ctx, name, ...)                                                                        \
+    do {                                                                                                         \
+        CHECK((ctx)->backend == BACKEND_CPU, "op_" #name " has no CUDA kernel yet");                             \
+        kern_##name##_cpu(__VA_ARGS__);                                                                          \
+    } while (0)
+
 /* ---- ops ---- */
 
 void op_linear(const struct exec_ctx *ctx, struct tensor *y, const struct tensor *x, const struct tensor *w,
@@ -383,4 +391,93 @@ void op_attention_biased(const struct exec_ctx *ctx, struct tensor *out, const s
     CHECK(valid_keys >= 1 && valid_keys <= k->shape[0], "%s: valid_keys %lld outside [1, %lld]", op,
           (long long)valid_keys, (long long)k->shape[0]);
     DISPATCH(ctx, attention_biased, ctx, out, q, k, v, n_heads, scale, bias, valid_keys);
+}
+
+/* ---- Wan VAE ops ---- */
+
+static void check_frame(const struct exec_ctx *ctx, const char *op, const char *arg, const struct tensor *t) {
+    check_tensor(ctx, op, arg, t);
+    CHECK(t->ndim == 3 && tensor_is_contiguous(t), "%s: %s must be a contiguous [C, H, W] frame", op, arg);
+}
+
+void op_conv_frames(const struct exec_ctx *ctx, struct tensor *y, int n_frames, const struct tensor *const *x,
+                    const struct tensor *w, const struct tensor *b, const struct conv_geom *g) {
+    static const char op[] = "op_conv_frames";
+    check_frame(ctx, op, "y", y);
+    check_tensor(ctx, op, "w", w);
+    CHECK(n_frames >= 1 && n_frames <= OP_CONV_FRAMES_MAX, "%s: %d input frames (1..%d)", op, n_frames,
+          OP_CONV_FRAMES_MAX);
+    CHECK(g->kh >= 1 && g->kw >= 1 && g->stride >= 1 && g->pad_top >= 0 && g->pad_left >= 0 && g->pad_bottom >= 0 &&
+              g->pad_right >= 0 && g->pad_top < g->kh && g->pad_bottom < g->kh && g->pad_left < g->kw &&
+              g->pad_right < g->kw,
+          "%s: bad geometry %dx%d stride %d pad %d,%d,%d,%d", op, g->kh, g->kw, g->stride, g->pad_top, g->pad_left,
+          g->pad_bottom, g->pad_right);
+    char sw[96];
+    CHECK(w->ndim == 4 && tensor_is_contiguous(w) && w->shape[0] == n_frames && w->shape[1] == (int64_t)g->kh * g->kw &&
+              w->shape[2] == y->shape[0],
+          "%s: w %s must be a contiguous [%d, %d, %lld, Ci]", op, tensor_shape_str(sw, sizeof sw, w), n_frames,
+          g->kh * g->kw, (long long)y->shape[0]);
+    if (b) check_vector(ctx, op, "b", b, y->shape[0]);
+    for (int f = 0; f < n_frames; f++) {
+        if (!x[f]) continue;
+        check_frame(ctx, op, "x[f]", x[f]);
+        CHECK(x[f]->shape[0] == w->shape[3], "%s: x[%d] has %lld channels, w expects %lld", op, f,
+              (long long)x[f]->shape[0], (long long)w->shape[3]);
+        const int64_t ho = (x[f]->shape[1] + g->pad_top + g->pad_bottom - g->kh) / g->stride + 1;
+        const int64_t wo = (x[f]->shape[2] + g->pad_left + g->pad_right - g->kw) / g->stride + 1;
+        CHECK(y->shape[1] == ho && y->shape[2] == wo, "%s: y is %lldx%lld, x[%d] %lldx%lld gives %lldx%lld", op,
+              (long long)y->shape[1], (long long)y->shape[2], f, (long long)x[f]->shape[1],
+              (long long)x[f]->shape[2], (long long)ho, (long long)wo);
+        CHECK(x[f]->data != y->data, "%s: y must not alias x[%d]", op, f);
+        if (f > 0 && x[f - 1])
+            CHECK(tensor_same_shape(x[f], x[f - 1]), "%s: input frames differ in shape", op);
+    }
+    DISPATCH_CPU_ONLY(ctx, conv_frames, ctx, y, n_frames, x, w, b, g);
+}
+
+void op_channel_rmsnorm(const struct exec_ctx *ctx, struct tensor *y, const struct tensor *x,
+                        const struct tensor *gamma, bool silu) {
+    static const char op[] = "op_channel_rmsnorm";
+    check_rows(ctx, op, "y", y);
+    check_rows(ctx, op, "x", x);
+    check_same_shape(op, "y", y, "x", x);
+    check_vector(ctx, op, "gamma", gamma, x->shape[0]);
+    DISPATCH_CPU_ONLY(ctx, channel_rmsnorm, ctx, y, x, gamma, silu);
+}
+
+void op_upsample_nearest2x(const struct exec_ctx *ctx, struct tensor *y, const struct tensor *x) {
+    static const char op[] = "op_upsample_nearest2x";
+    check_frame(ctx, op, "y", y);
+    check_frame(ctx, op, "x", x);
+    CHECK(y->shape[0] == x->shape[0] && y->shape[1] == 2 * x->shape[1] && y->shape[2] == 2 * x->shape[2],
+          "%s: y must be [C, 2H, 2W] of x", op);
+    DISPATCH_CPU_ONLY(ctx, upsample_nearest2x, ctx, y, x);
+}
+
+void op_channel_affine(const struct exec_ctx *ctx, struct tensor *y, const struct tensor *x, const struct tensor *sub,
+                       const struct tensor *mul, const struct tensor *add) {
+    static const char op[] = "op_channel_affine";
+    check_rows(ctx, op, "y", y);
+    check_rows(ctx, op, "x", x);
+    check_same_shape(op, "y", y, "x", x);
+    if (sub) check_vector(ctx, op, "sub", sub, x->shape[0]);
+    if (mul) check_vector(ctx, op, "mul", mul, x->shape[0]);
+    if (add) check_vector(ctx, op, "add", add, x->shape[0]);
+    DISPATCH_CPU_ONLY(ctx, channel_affine, ctx, y, x, sub, mul, add);
+}
+
+void op_clamp(const struct exec_ctx *ctx, struct tensor *y, const struct tensor *x, float lo, float hi) {
+    static const char op[] = "op_clamp";
+    check_unary(ctx, op, y, x);
+    CHECK(lo <= hi, "%s: lo %g > hi %g", op, (double)lo, (double)hi);
+    DISPATCH_CPU_ONLY(ctx, clamp, ctx, y, x, lo, hi);
+}
+
+void op_transpose(const struct exec_ctx *ctx, struct tensor *y, const struct tensor *x) {
+    static const char op[] = "op_transpose";
+    check_rows(ctx, op, "y", y);
+    check_rows(ctx, op, "x", x);
+    CHECK(y->shape[0] == x->shape[1] && y->shape[1] == x->shape[0], "%s: y must be x's transpose", op);
+    CHECK(y->data != x->data, "%s: y must not alias x", op);
+    DISPATCH_CPU_ONLY(ctx, transpose, ctx, y, x);
 }

@@ -31,8 +31,9 @@ RF_BEGIN_DECLS
 
 enum backend { BACKEND_CPU = 0, BACKEND_CUDA = 1 };
 
-/* Largest attention head dimension the kernels accept (Wan uses 128). */
-enum { OP_HEAD_DIM_MAX = 256 };
+/* Largest attention head dimension the kernels accept (the DiT uses 128, the VAE's single-head middle
+ * attention 384; the CUDA attention kernel has its own, smaller limit). */
+enum { OP_HEAD_DIM_MAX = 512 };
 
 struct exec_ctx {
     enum backend backend;
@@ -155,6 +156,44 @@ void op_download(const struct exec_ctx *ctx, struct tensor *dst, const struct te
 
 /* dst = src for rows tensors of the same shape (different strides allowed). */
 void op_copy(const struct exec_ctx *ctx, struct tensor *dst, const struct tensor *src);
+
+/* ---- Wan VAE ops (spec 7.1): frames are channel-first [C, H, W]; channel ops see them as rows [C, H W] ---- */
+
+/* Input frames one frame convolution may take (the causal 3-D convs use 3). */
+enum { OP_CONV_FRAMES_MAX = 4 };
+
+/* 2-D geometry of a frame convolution: kernel kh x kw, one stride for both axes, zero padding per side. */
+struct conv_geom {
+    int kh, kw, stride;
+    int pad_top, pad_left, pad_bottom, pad_right;
+};
+
+/* One output frame y[Co, Ho, Wo] = b + sum_f conv2d(x[f] [Ci, H, W], w[f]) for n_frames input frames (a 3-D
+ * convolution evaluated at one output time: x[f] is the input at time offset f of the kernel). x[f] == NULL is a
+ * zero frame (causal front padding) and contributes nothing. w [n_frames, kh kw, Co, Ci] (tap-major: a torch
+ * Conv3d weight [Co, Ci, kt, kh, kw] permuted) and b [Co] (or NULL); Ho = (H + pt + pb - kh) / stride + 1,
+ * Wo likewise. Contiguous tensors; y must not alias any x[f]. */
+void op_conv_frames(const struct exec_ctx *ctx, struct tensor *y, int n_frames, const struct tensor *const *x,
+                    const struct tensor *w, const struct tensor *b, const struct conv_geom *g);
+
+/* RMS norm over channels, per position (the VAE's RMS_norm): y[c, p] = x[c, p] / max(||x[:, p]||_2, 1e-12)
+ * * sqrt(C) * gamma[c], then SiLU if silu. x, y [C, P] rows (y may alias x); gamma [C]. */
+void op_channel_rmsnorm(const struct exec_ctx *ctx, struct tensor *y, const struct tensor *x,
+                        const struct tensor *gamma, bool silu);
+
+/* Nearest-neighbour x2 upsampling of a frame: y[C, 2H, 2W] from x[C, H, W] (contiguous). */
+void op_upsample_nearest2x(const struct exec_ctx *ctx, struct tensor *y, const struct tensor *x);
+
+/* Per-channel affine map on [C, P] rows: y[c, p] = (x[c, p] - sub[c]) * mul[c] + add[c]; any of sub, mul, add
+ * may be NULL (0, 1, 0). y may alias x. */
+void op_channel_affine(const struct exec_ctx *ctx, struct tensor *y, const struct tensor *x, const struct tensor *sub,
+                       const struct tensor *mul, const struct tensor *add);
+
+/* y = min(max(x, lo), hi) (NaN stays NaN, as torch.clamp); rows or contiguous, y may alias x. */
+void op_clamp(const struct exec_ctx *ctx, struct tensor *y, const struct tensor *x, float lo, float hi);
+
+/* y[N, M] = x[M, N]^T (rows tensors; no aliasing). */
+void op_transpose(const struct exec_ctx *ctx, struct tensor *y, const struct tensor *x);
 
 RF_END_DECLS
 

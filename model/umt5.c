@@ -77,41 +77,6 @@ static int locate(const char *dir, char *config_path, size_t cap, char *wdir, si
     return err_set(ERR_MISSING, "%s: no text encoder (expected text_encoder/config.json)", dir);
 }
 
-static int open_weights(const char *wdir, struct st_set **st, char *where, size_t cap) {
-    char **names = NULL;
-    size_t n = 0;
-    TRY(fs_list_dir(wdir, ".safetensors.index.json", &names, &n));
-    int rc;
-    if (n == 1) {
-        rc = fs_join(where, cap, wdir, names[0]);
-        fs_free_list(&names, &n);
-        return rc < 0 ? rc : st_open(st, where);
-    }
-    const bool several = n > 1;
-    fs_free_list(&names, &n);
-    if (several) return err_set(ERR_FORMAT, "%s: several safetensors index files; expected one", wdir);
-    TRY(fs_list_dir(wdir, ".safetensors", &names, &n));
-    if (n == 0) {
-        fs_free_list(&names, &n);
-        return err_set(ERR_MISSING, "%s: no *.safetensors weights", wdir);
-    }
-    char **paths = calloc(n, sizeof *paths);
-    rc = paths ? ERR_OK : err_set(ERR_NOMEM, "out of memory");
-    for (size_t i = 0; rc == ERR_OK && i < n; i++) {
-        char full[1200];
-        rc = fs_join(full, sizeof full, wdir, names[i]);
-        if (rc == ERR_OK && !(paths[i] = strdup(full))) rc = err_set(ERR_NOMEM, "out of memory");
-    }
-    if (rc == ERR_OK) {
-        snprintf(where, cap, "%s", n == 1 ? paths[0] : wdir);
-        rc = st_open_files(st, (const char *const *)paths, n);
-    }
-    for (size_t i = 0; paths && i < n; i++) free(paths[i]);
-    free(paths);
-    fs_free_list(&names, &n);
-    return rc;
-}
-
 /* ---- loading ---- */
 
 /* Naming 0 stores the embedding as shared.weight, naming 1 as the tied alias encoder.embed_tokens.weight;
@@ -137,7 +102,7 @@ int umt5_load(struct umt5_model **out, const char *model_dir) {
     struct weight_decl *decls = NULL;
     int rc = locate(model_dir, m->config_path, sizeof m->config_path, wdir, sizeof wdir);
     if (rc == ERR_OK) rc = read_config(m->config_path, &m->cfg);
-    if (rc == ERR_OK) rc = open_weights(wdir, &m->st, m->weights_path, sizeof m->weights_path);
+    if (rc == ERR_OK) rc = weights_open_dir(wdir, &m->st, m->weights_path, sizeof m->weights_path);
     if (rc < 0) goto end;
     const struct umt5_config *c = &m->cfg;
     const int64_t inner = c->num_heads * c->d_kv, nl = c->num_layers;

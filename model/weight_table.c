@@ -7,6 +7,7 @@
 
 #include "core/error.h"
 #include "core/log.h"
+#include "io/fs.h"
 #include "io/safetensors.h"
 
 static int name_cmp(const void *a, const void *b) { return strcmp(*(const char *const *)a, *(const char *const *)b); }
@@ -112,4 +113,39 @@ void weights_to_f32(struct weight_decl *decls, size_t n, struct arena *arena) {
         *t = tensor_make(DTYPE_F32, DEVICE_CPU, dst, t->ndim, t->shape);
         t->name = name;
     }
+}
+
+int weights_open_dir(const char *wdir, struct st_set **st, char *where, size_t cap) {
+    char **names = NULL;
+    size_t n = 0;
+    TRY(fs_list_dir(wdir, ".safetensors.index.json", &names, &n));
+    int rc;
+    if (n == 1) {
+        rc = fs_join(where, cap, wdir, names[0]);
+        fs_free_list(&names, &n);
+        return rc < 0 ? rc : st_open(st, where);
+    }
+    const bool several = n > 1;
+    fs_free_list(&names, &n);
+    if (several) return err_set(ERR_FORMAT, "%s: several safetensors index files; expected one", wdir);
+    TRY(fs_list_dir(wdir, ".safetensors", &names, &n));
+    if (n == 0) {
+        fs_free_list(&names, &n);
+        return err_set(ERR_MISSING, "%s: no *.safetensors weights", wdir);
+    }
+    char **paths = calloc(n, sizeof *paths);
+    rc = paths ? ERR_OK : err_set(ERR_NOMEM, "out of memory");
+    for (size_t i = 0; rc == ERR_OK && i < n; i++) {
+        char full[1200];
+        rc = fs_join(full, sizeof full, wdir, names[i]);
+        if (rc == ERR_OK && !(paths[i] = strdup(full))) rc = err_set(ERR_NOMEM, "out of memory");
+    }
+    if (rc == ERR_OK) {
+        snprintf(where, cap, "%s", n == 1 ? paths[0] : wdir);
+        rc = st_open_files(st, (const char *const *)paths, n);
+    }
+    for (size_t i = 0; paths && i < n; i++) free(paths[i]);
+    free(paths);
+    fs_free_list(&names, &n);
+    return rc;
 }

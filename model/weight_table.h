@@ -42,6 +42,11 @@ int weights_bind(const struct st_set *st, struct weight_decl *decls, size_t n, i
                  bool (*allowed_extra)(const char *name), const char *where, const char *config_path,
                  struct weights_summary *summary);
 
+/* Open the weights of a component directory: the one *.safetensors.index.json and its shards if there is an
+ * index, else every *.safetensors in wdir. where (cap bytes) receives the path to name in messages (the
+ * file, or wdir for several). ERR_MISSING when there are none, ERR_FORMAT for several index files. */
+int weights_open_dir(const char *wdir, struct st_set **st, char *where, size_t cap);
+
 /* True if the bound tensor can be used as f32 in place (stored f32, 4-byte aligned). */
 bool weight_is_f32_ready(const struct tensor *t);
 /* Bytes of f32 copies for the bound tensors that are not f32-ready (arena-rounded). */

@@ -49,6 +49,15 @@ void kern_lincomb_cpu(const struct exec_ctx *ctx, struct tensor *y, int n, const
 void kern_randn_cpu(const struct exec_ctx *ctx, struct tensor *y, uint64_t seed, uint64_t stream, int64_t first);
 void kern_transfer_cpu(const struct exec_ctx *ctx, struct tensor *dst, const struct tensor *src);
 void kern_copy_cpu(const struct exec_ctx *ctx, struct tensor *dst, const struct tensor *src);
+void kern_conv_frames_cpu(const struct exec_ctx *ctx, struct tensor *y, int n_frames, const struct tensor *const *x,
+                          const struct tensor *w, const struct tensor *b, const struct conv_geom *g);
+void kern_channel_rmsnorm_cpu(const struct exec_ctx *ctx, struct tensor *y, const struct tensor *x,
+                              const struct tensor *gamma, bool silu);
+void kern_upsample_nearest2x_cpu(const struct exec_ctx *ctx, struct tensor *y, const struct tensor *x);
+void kern_channel_affine_cpu(const struct exec_ctx *ctx, struct tensor *y, const struct tensor *x,
+                             const struct tensor *sub, const struct tensor *mul, const struct tensor *add);
+void kern_clamp_cpu(const struct exec_ctx *ctx, struct tensor *y, const struct tensor *x, float lo, float hi);
+void kern_transpose_cpu(const struct exec_ctx *ctx, struct tensor *y, const struct tensor *x);
 
 enum { ROPE_MAX_PAIRS = OP_HEAD_DIM_MAX / 2 };
 

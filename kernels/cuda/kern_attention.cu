@@ -8,7 +8,7 @@
  * them per tile (the online softmax of FlashAttention). Block-causal masking (spec 3.9) limits
  * each query row to keys below the end of its frame block, computed exactly as the CPU twin does
  * (causal_key_end); tiles past the block's last row limit are not loaded. A row that sees no key
- * gets 0. accumulate adds into out. Head dim up to OP_HEAD_DIM_MAX (256), any row strides.
+ * gets 0. accumulate adds into out. Head dim up to ATT_CUDA_HEAD_DIM_MAX (256), any row strides.
  * out may alias q (each block reads its own q rows before writing them), not k or v.
  * What it does not do: no bf16, no tensor cores, no split-K over keys, no tuning (one warp per row,
  * scalar dot products); speed is a later issue.
@@ -20,10 +20,11 @@
 #include "kernels/cuda/kern_cuda.h"
 
 enum {
-    ATT_WARPS = 8,                         /* query rows per block */
+    ATT_WARPS = 8,                               /* query rows per block */
     ATT_THREADS = ATT_WARPS * 32,
-    ATT_BK = 32,                           /* keys per tile: one per lane */
-    ATT_DH_PER_LANE = OP_HEAD_DIM_MAX / 32 /* output dims a lane owns at most */
+    ATT_BK = 32,                                 /* keys per tile: one per lane */
+    ATT_CUDA_HEAD_DIM_MAX = 256,                 /* this kernel's limit (OP_HEAD_DIM_MAX is the CPU's) */
+    ATT_DH_PER_LANE = ATT_CUDA_HEAD_DIM_MAX / 32 /* output dims a lane owns at most */
 };
 
 /* End (exclusive, local to k) of the keys a query with global token index q_global may see. */
@@ -138,7 +139,8 @@ static void launch_attention(const struct exec_ctx *ctx, const char *op, struct 
     if (bias) cuda_require_f32(op, "bias", bias);
     const int64_t lq = q->shape[0];
     const int64_t dh = q->shape[1] / n_heads;
-    CHECK(dh > 0 && dh <= OP_HEAD_DIM_MAX, "%s: head dim %lld outside (0, %d]", op, (long long)dh, OP_HEAD_DIM_MAX);
+    CHECK(dh > 0 && dh <= ATT_CUDA_HEAD_DIM_MAX, "%s: head dim %lld outside (0, %d]", op, (long long)dh,
+          (int)ATT_CUDA_HEAD_DIM_MAX);
     CHECK(n_heads <= 65535, "%s: %d heads exceed the grid's y extent", op, n_heads);
     if (lq == 0) return;
 

@@ -7,6 +7,7 @@
  *   elementwise / norms / rope / modulation          atol 1e-6, rtol 2e-6      (a few f32 roundings)
  *   linear (K up to 1536) and attention              atol 1e-5, rtol 1e-5      (long f32 dot products)
  *   vm_expf over [-87, 88]                           rtol 3e-7                  (2 ulp)
+ *   VAE frame convolutions (K = Ci taps up to 27 x 40)  atol 1e-5, rtol 1e-5    (long f32 dot products)
  */
 #include <math.h>
 #include <stdlib.h>
@@ -428,6 +429,142 @@ static void test_layout(void) {
     guard_free(tok), guard_free(out), guard_free(y), guard_free(dst);
 }
 
+/* ---- Wan VAE ops ---- */
+
+/* Naive double reference of op_conv_frames (torch Conv3d semantics evaluated at one output time). */
+static void conv_ref(double *y, int nf, float *const *x, const float *w, const float *b, int64_t ci, int64_t co,
+                     int64_t h, int64_t wd, const struct conv_geom *g, int64_t ho, int64_t wo) {
+    for (int64_t o = 0; o < co; o++)
+        for (int64_t oy = 0; oy < ho; oy++)
+            for (int64_t ox = 0; ox < wo; ox++) {
+                double acc = b ? b[o] : 0.0;
+                for (int f = 0; f < nf; f++) {
+                    if (!x[f]) continue;
+                    for (int ky = 0; ky < g->kh; ky++)
+                        for (int kx = 0; kx < g->kw; kx++) {
+                            const int64_t iy = oy * g->stride + ky - g->pad_top, ix = ox * g->stride + kx - g->pad_left;
+                            if (iy < 0 || iy >= h || ix < 0 || ix >= wd) continue;
+                            const float *wt = w + (((int64_t)f * g->kh * g->kw + ky * g->kw + kx) * co + o) * ci;
+                            for (int64_t c = 0; c < ci; c++) acc += (double)wt[c] * x[f][(c * h + iy) * wd + ix];
+                        }
+                }
+                y[(o * ho + oy) * wo + ox] = acc;
+            }
+}
+
+static void check_conv(int nf, int zero_frame, int64_t ci, int64_t co, int64_t h, int64_t w, struct conv_geom g,
+                       const char *what) {
+    const int64_t ho = (h + g.pad_top + g.pad_bottom - g.kh) / g.stride + 1;
+    const int64_t wo = (w + g.pad_left + g.pad_right - g.kw) / g.stride + 1;
+    float *xs[OP_CONV_FRAMES_MAX] = {0};
+    struct tensor xt[OP_CONV_FRAMES_MAX];
+    const struct tensor *xp[OP_CONV_FRAMES_MAX];
+    for (int f = 0; f < nf; f++) {
+        xs[f] = f == zero_frame ? NULL : rand_buf(ci * h * w, 1.0f);
+        xt[f] = tensor_f32_3d(xs[f], ci, h, w);
+        xp[f] = xs[f] ? &xt[f] : NULL;
+    }
+    float *wb = rand_buf((int64_t)nf * g.kh * g.kw * co * ci, 0.2f), *bb = rand_buf(co, 1.0f);
+    const int64_t wshape[4] = {nf, (int64_t)g.kh * g.kw, co, ci};
+    struct tensor wt = tensor_make(DTYPE_F32, DEVICE_CPU, wb, 4, wshape), bt = tensor_f32_1d(bb, co);
+    const int64_t ny = co * ho * wo;
+    float *y = malloc((size_t)(ny + 16) * sizeof(float)), *yr = malloc((size_t)ny * sizeof(float));
+    double *yd = malloc((size_t)ny * sizeof(double));
+    for (int64_t i = 0; i < ny + 16; i++) y[i] = NAN;
+    struct tensor yt = tensor_f32_3d(y, co, ho, wo);
+    op_conv_frames(&ctx, &yt, nf, xp, &wt, &bt, &g);
+    conv_ref(yd, nf, xs, wb, bb, ci, co, h, w, &g, ho, wo);
+    for (int64_t i = 0; i < ny; i++) yr[i] = (float)yd[i];
+    struct cmp_result r = cmp_f32(y, yr, ny, TOL_DOT);
+    cmp_print(what, &r, y, yr);
+    T_CHECK(r.pass, "%s", what);
+    bool guard = true;
+    for (int i = 0; i < 16; i++) guard = guard && isnan(y[ny + i]);
+    T_CHECK(guard, "%s: wrote past the output", what);
+    /* The thread count must not change a single bit (bands accumulate the taps in a fixed order). */
+    struct exec_ctx one = exec_ctx_cpu(1);
+    float *y1 = malloc((size_t)ny * sizeof(float));
+    struct tensor y1t = tensor_f32_3d(y1, co, ho, wo);
+    op_conv_frames(&one, &y1t, nf, xp, &wt, &bt, &g);
+    T_CHECK(memcmp(y, y1, (size_t)ny * sizeof(float)) == 0, "%s: 1 thread differs from all threads", what);
+    for (int f = 0; f < nf; f++) free(xs[f]);
+    free(wb), free(bb), free(y), free(yr), free(yd), free(y1);
+}
+
+static void test_vae_ops(void) {
+    const struct conv_geom c333 = {3, 3, 1, 1, 1, 1, 1}, c11 = {1, 1, 1, 0, 0, 0, 0};
+    const struct conv_geom down = {3, 3, 2, 0, 0, 1, 1}; /* downsample: pad right/bottom, stride 2 */
+    check_conv(3, -1, 7, 5, 9, 13, c333, "conv 3x3x3 odd frame");
+    check_conv(3, 0, 16, 24, 12, 10, c333, "conv 3x3x3, first frame zero");
+    check_conv(3, 1, 40, 8, 70, 6, c333, "conv 3x3x3 tall, middle frame zero (many bands)");
+    check_conv(1, -1, 6, 9, 8, 12, down, "conv 3x3 stride 2 downsample");
+    check_conv(1, -1, 5, 3, 7, 9, down, "conv 3x3 stride 2 odd size");
+    check_conv(3, 0, 6, 12, 5, 7, (struct conv_geom){3, 1, 1, 0, 0, 0, 0}, "time conv (3,1,1) as 3 frames 1x1");
+    check_conv(1, -1, 33, 17, 40, 41, c11, "conv 1x1 pointwise");
+    check_conv(2, -1, 4, 4, 3, 3, c11, "conv 1x1 over 2 frames");
+    check_conv(1, -1, 3, 6, 1, 1, c333, "conv 3x3 on a 1x1 frame");
+
+    /* channel RMS norm (+ SiLU) against double */
+    const int64_t c = 37, np = 1100;
+    float *x = rand_buf(c * np, 1.5f), *g = rand_buf(c, 1.0f), *y = malloc((size_t)c * np * sizeof(float));
+    float *ref = malloc((size_t)c * np * sizeof(float));
+    for (int silu = 0; silu < 2; silu++) {
+        struct tensor xt = tensor_f32_2d(x, c, np), yt = tensor_f32_2d(y, c, np), gt = tensor_f32_1d(g, c);
+        op_channel_rmsnorm(&ctx, &yt, &xt, &gt, silu);
+        for (int64_t p = 0; p < np; p++) {
+            double ss = 0;
+            for (int64_t ch = 0; ch < c; ch++) ss += (double)x[ch * np + p] * x[ch * np + p];
+            const double inv = 1.0 / fmax(sqrt(ss), 1e-12);
+            for (int64_t ch = 0; ch < c; ch++) {
+                const double v = x[ch * np + p] * inv * sqrt((double)c) * g[ch];
+                ref[ch * np + p] = (float)(silu ? v / (1.0 + exp(-v)) : v);
+            }
+        }
+        struct cmp_result r = cmp_f32(y, ref, c * np, TOL_ELEM);
+        cmp_print(silu ? "channel rmsnorm + silu" : "channel rmsnorm", &r, y, ref);
+        T_CHECK(r.pass, "channel rmsnorm silu=%d", silu);
+    }
+    /* an all-zero position stays finite (the 1e-12 floor) */
+    for (int64_t ch = 0; ch < c; ch++) x[ch * np + 5] = 0.0f;
+    struct tensor xt = tensor_f32_2d(x, c, np), yt = tensor_f32_2d(y, c, np), gt = tensor_f32_1d(g, c);
+    op_channel_rmsnorm(&ctx, &yt, &xt, &gt, false);
+    bool zero_ok = true;
+    for (int64_t ch = 0; ch < c; ch++) zero_ok = zero_ok && y[ch * np + 5] == 0.0f;
+    T_CHECK(zero_ok, "a zero position must normalise to 0");
+
+    /* affine, clamp, transpose, upsample: exact */
+    float *sub = rand_buf(c, 1.0f), *mul = rand_buf(c, 1.0f), *add = rand_buf(c, 1.0f);
+    struct tensor st = tensor_f32_1d(sub, c), mt = tensor_f32_1d(mul, c), at = tensor_f32_1d(add, c);
+    op_channel_affine(&ctx, &yt, &xt, &st, &mt, &at);
+    bool aff_ok = true;
+    for (int64_t ch = 0; ch < c; ch++)
+        for (int64_t p = 0; p < np; p++)
+            aff_ok = aff_ok && y[ch * np + p] == (x[ch * np + p] - sub[ch]) * mul[ch] + add[ch];
+    T_CHECK(aff_ok, "channel affine");
+    op_clamp(&ctx, &yt, &xt, -0.5f, 0.25f);
+    bool clamp_ok = true;
+    for (int64_t i = 0; i < c * np; i++) clamp_ok = clamp_ok && y[i] == fminf(fmaxf(x[i], -0.5f), 0.25f);
+    T_CHECK(clamp_ok, "clamp");
+    float *tr = malloc((size_t)c * np * sizeof(float));
+    struct tensor trt = tensor_f32_2d(tr, np, c);
+    op_transpose(&ctx, &trt, &xt);
+    bool tr_ok = true;
+    for (int64_t ch = 0; ch < c; ch++)
+        for (int64_t p = 0; p < np; p++) tr_ok = tr_ok && tr[p * c + ch] == x[ch * np + p];
+    T_CHECK(tr_ok, "transpose");
+    const int64_t uh = 5, uw = 7;
+    float *u = malloc((size_t)c * uh * uw * 4 * sizeof(float));
+    struct tensor ut = tensor_f32_3d(u, c, 2 * uh, 2 * uw), xin = tensor_f32_3d(x, c, uh, uw);
+    op_upsample_nearest2x(&ctx, &ut, &xin);
+    bool up_ok = true;
+    for (int64_t ch = 0; ch < c; ch++)
+        for (int64_t i = 0; i < 2 * uh; i++)
+            for (int64_t j = 0; j < 2 * uw; j++)
+                up_ok = up_ok && u[(ch * 2 * uh + i) * 2 * uw + j] == x[(ch * uh + i / 2) * uw + j / 2];
+    T_CHECK(up_ok, "nearest x2 upsample");
+    free(x), free(g), free(y), free(ref), free(sub), free(mul), free(add), free(tr), free(u);
+}
+
 int main(void) {
     ctx = exec_ctx_cpu(0);
     test_vm_exp();
@@ -444,5 +581,6 @@ int main(void) {
     test_t5_bucket();
     test_attention_biased();
     test_layout();
+    test_vae_ops();
     return t_summary(__FILE__);
 }

@@ -1,0 +1,161 @@
+/* kernels/cpu/kern_conv.c - frame convolutions of the Wan VAE (spec 7.1) as GEMMs without im2col.
+ *
+ * One output frame y[Co, Ho, Wo] = b + sum over input frames f and taps (ky, kx) of
+ * w[f, ky kw + kx] [Co, Ci] . x_f shifted by the tap. The zero-padded input is split into stride x stride
+ * "phase" images P[py, px][c, i, j] = padded[c, s i + py, s j + px] of width Wq; then every tap reads one
+ * phase image at a constant offset (ky / s) Wq + kx / s, so the tap is a single sgemm over a contiguous
+ * run of output positions laid out with row pitch Wq (the Wq - Wo extra columns per row are computed and
+ * dropped). Stride 1 has one phase (the padded image itself); the stride-2 downsample has four.
+ * Output rows are cut into bands; each OpenMP thread builds the phase images of its band (bounded
+ * scratch, no [Ci kh kw, Ho Wo] matrix) and accumulates the taps in the fixed order f, ky, kx onto the
+ * bias; bands depend only on the geometry, so the result does not depend on the thread count.
+ * 1x1 convolutions without padding are one sgemm per input frame over column blocks.
+ */
+#include <cblas.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/error.h"
+#include "kernels/cpu/kern_cpu.h"
+
+/* Bands hold about CONV_TARGET_COLS output positions (the N of each sgemm), and a frame is cut into at least
+ * CONV_MIN_BANDS bands when it has the rows, so that many threads find work. The band size depends only on the
+ * frame's geometry, never on the thread count: OpenBLAS may round edge tiles differently, so a thread-dependent
+ * split would change bits. */
+enum { CONV_TARGET_COLS = 8192, CONV_MIN_BANDS = 16 };
+
+struct conv_plan {
+    int64_t ci, co, h, w, ho, wo;
+    int kh, kw, s, pt, pl;
+    int64_t wq;       /* phase image width */
+    int64_t halo;     /* extra phase rows a band needs: (kh - 1) / s, plus one row of slack */
+};
+
+static void phase_band(float *dst, const float *x, const struct conv_plan *p, int64_t r0, int64_t rows) {
+    /* dst [s*s][ci][rows][wq]: phase (py, px), row i -> padded row s (r0 + i) + py. */
+    const int s = p->s;
+    const int64_t plane = rows * p->wq;
+    for (int py = 0; py < s; py++)
+        for (int px = 0; px < s; px++) {
+            float *ph = dst + (int64_t)(py * s + px) * p->ci * plane;
+            for (int64_t c = 0; c < p->ci; c++) {
+                const float *xc = x + c * p->h * p->w;
+                float *pc = ph + c * plane;
+                for (int64_t i = 0; i < rows; i++) {
+                    float *row = pc + i * p->wq;
+                    const int64_t iy = s * (r0 + i) + py - p->pt; /* input row */
+                    if (iy < 0 || iy >= p->h) {
+                        memset(row, 0, (size_t)p->wq * sizeof(float));
+                        continue;
+                    }
+                    const float *xr = xc + iy * p->w;
+                    if (s == 1) {
+                        /* padded columns: pl zeros, the row, zeros */
+                        const int64_t lead = p->pl < p->wq ? p->pl : p->wq;
+                        memset(row, 0, (size_t)lead * sizeof(float));
+                        const int64_t n = p->w < p->wq - lead ? p->w : p->wq - lead;
+                        memcpy(row + lead, xr, (size_t)n * sizeof(float));
+                        if (lead + n < p->wq) memset(row + lead + n, 0, (size_t)(p->wq - lead - n) * sizeof(float));
+                    } else {
+                        for (int64_t j = 0; j < p->wq; j++) {
+                            const int64_t ix = s * j + px - p->pl;
+                            row[j] = ix >= 0 && ix < p->w ? xr[ix] : 0.0f;
+                        }
+                    }
+                }
+            }
+        }
+}
+
+static void conv_band(const struct conv_plan *p, float *y, int nf, const float *const *x, const float *w,
+                      const float *b, int64_t r0, int64_t r1, float *scratch) {
+    const int s = p->s;
+    const int64_t band = r1 - r0, prow = band + p->halo, plane = prow * p->wq;
+    const int64_t phase_floats = (int64_t)s * s * p->ci * plane;
+    float *acc = scratch + (int64_t)nf * phase_floats; /* [co][band][wq] */
+    const int64_t n = band * p->wq;
+    for (int64_t o = 0; o < p->co; o++) {
+        const float bo = b ? b[o] : 0.0f;
+        float *a = acc + o * n;
+        for (int64_t j = 0; j < n; j++) a[j] = bo;
+    }
+    for (int f = 0; f < nf; f++)
+        if (x[f]) phase_band(scratch + f * phase_floats, x[f], p, r0, prow);
+    const int64_t taps = (int64_t)p->kh * p->kw;
+    for (int f = 0; f < nf; f++) {
+        if (!x[f]) continue; /* a zero frame contributes nothing */
+        for (int ky = 0; ky < p->kh; ky++)
+            for (int kx = 0; kx < p->kw; kx++) {
+                const float *ph = scratch + f * phase_floats + (int64_t)((ky % s) * s + kx % s) * p->ci * plane;
+                const float *src = ph + (ky / s) * p->wq + kx / s;
+                const float *wt = w + ((int64_t)f * taps + ky * p->kw + kx) * p->co * p->ci;
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (blasint)p->co, (blasint)n, (blasint)p->ci, 1.0f,
+                            wt, (blasint)p->ci, src, (blasint)plane, 1.0f, acc, (blasint)n);
+            }
+    }
+    for (int64_t o = 0; o < p->co; o++)
+        for (int64_t i = 0; i < band; i++)
+            memcpy(y + (o * p->ho + r0 + i) * p->wo, acc + o * n + i * p->wq, (size_t)p->wo * sizeof(float));
+}
+
+/* 1x1, stride 1, no padding: y[co, P] = b + sum_f w_f[co, ci] x_f[ci, P], column blocks per thread. */
+static void conv_pointwise(const struct exec_ctx *ctx, float *y, int64_t co, int64_t ci, int64_t np, int nf,
+                           const float *const *x, const float *w, const float *b) {
+    const int nt = kern_cpu_threads(ctx);
+    const int64_t nblk = (np + 1023) / 1024;
+#pragma omp parallel for num_threads(nt) schedule(dynamic, 1)
+    for (int64_t blk = 0; blk < nblk; blk++) {
+        const int64_t c0 = blk * 1024, nc = c0 + 1024 < np ? 1024 : np - c0;
+        for (int64_t o = 0; o < co; o++) {
+            const float bo = b ? b[o] : 0.0f;
+            float *yo = y + o * np + c0;
+            for (int64_t j = 0; j < nc; j++) yo[j] = bo;
+        }
+        for (int f = 0; f < nf; f++)
+            if (x[f])
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (blasint)co, (blasint)nc, (blasint)ci, 1.0f,
+                            w + (int64_t)f * co * ci, (blasint)ci, x[f] + c0, (blasint)np, 1.0f, y + c0, (blasint)np);
+    }
+}
+
+void kern_conv_frames_cpu(const struct exec_ctx *ctx, struct tensor *y, int n_frames, const struct tensor *const *x,
+                          const struct tensor *w, const struct tensor *b, const struct conv_geom *g) {
+    const float *xs[OP_CONV_FRAMES_MAX];
+    const struct tensor *any = NULL;
+    for (int f = 0; f < n_frames; f++) {
+        xs[f] = x[f] ? (const float *)x[f]->data : NULL;
+        if (x[f]) any = x[f];
+    }
+    struct conv_plan p = {.ci = w->shape[3], .co = w->shape[2], .ho = y->shape[1], .wo = y->shape[2],
+                          .kh = g->kh, .kw = g->kw, .s = g->stride, .pt = g->pad_top, .pl = g->pad_left};
+    p.h = any ? any->shape[1] : (y->shape[1] - 1) * p.s + p.kh - g->pad_top - g->pad_bottom;
+    p.w = any ? any->shape[2] : (y->shape[2] - 1) * p.s + p.kw - g->pad_left - g->pad_right;
+    const float *bd = b ? (const float *)b->data : NULL;
+    float *yd = y->data;
+    if (p.kh == 1 && p.kw == 1 && p.s == 1 && !g->pad_top && !g->pad_left && !g->pad_bottom && !g->pad_right) {
+        conv_pointwise(ctx, yd, p.co, p.ci, p.ho * p.wo, n_frames, xs, w->data, bd);
+        return;
+    }
+    const int64_t wpad = p.w + g->pad_left + g->pad_right;
+    p.wq = (wpad + p.s - 1) / p.s;
+    p.halo = (p.kh - 1) / p.s + 1;
+    const int nt = kern_cpu_threads(ctx);
+    int64_t band = (CONV_TARGET_COLS + p.wq - 1) / p.wq;
+    const int64_t min_split = (p.ho + CONV_MIN_BANDS - 1) / CONV_MIN_BANDS;
+    if (band > min_split) band = min_split;
+    if (band < 1) band = 1;
+    const int64_t nbands = (p.ho + band - 1) / band;
+    const int64_t scratch_floats =
+        (int64_t)n_frames * p.s * p.s * p.ci * (band + p.halo) * p.wq + p.co * band * p.wq;
+#pragma omp parallel num_threads(nt)
+    {
+        float *scratch = malloc((size_t)scratch_floats * sizeof(float));
+        CHECK(scratch, "out of memory for a %lld-float convolution band", (long long)scratch_floats);
+#pragma omp for schedule(dynamic, 1)
+        for (int64_t bi = 0; bi < nbands; bi++) {
+            const int64_t r0 = bi * band, r1 = r0 + band < p.ho ? r0 + band : p.ho;
+            conv_band(&p, yd, n_frames, xs, w->data, bd, r0, r1, scratch);
+        }
+        free(scratch);
+    }
+}
