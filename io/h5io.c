@@ -456,12 +456,29 @@ static herr_t list_attr_cb(hid_t loc, const char *name, const H5A_info_t *info, 
     hid_t ty = H5Aget_type(a);
     describe_type(ty, e);
     H5T_class_t cls = H5Tget_class(ty);
-    if (cls == H5T_INTEGER) {
-        long long v;
-        if (H5Aread(a, H5T_NATIVE_LLONG, &v) >= 0) snprintf(e->value, sizeof e->value, "%lld", v);
-    } else if (cls == H5T_FLOAT) {
-        double v;
-        if (H5Aread(a, H5T_NATIVE_DOUBLE, &v) >= 0) snprintf(e->value, sizeof e->value, "%.17g", v);
+    /* numeric attributes may be arrays (e.g. [16] latent statistics): read every element, show what fits */
+    hid_t sp = H5Aget_space(a);
+    const hssize_t npts = sp >= 0 ? H5Sget_simple_extent_npoints(sp) : -1;
+    if (sp >= 0) H5Sclose(sp);
+    if ((cls == H5T_INTEGER || cls == H5T_FLOAT) && npts >= 1 && npts <= (1 << 20)) {
+        const bool is_int = cls == H5T_INTEGER;
+        void *buf = malloc((size_t)npts * 8);
+        if (buf && H5Aread(a, is_int ? H5T_NATIVE_LLONG : H5T_NATIVE_DOUBLE, buf) >= 0) {
+            size_t used = 0;
+            for (hssize_t i = 0; i < npts && used + 1 < sizeof e->value; i++) {
+                char one[40];
+                if (is_int)
+                    snprintf(one, sizeof one, "%lld", ((const long long *)buf)[i]);
+                else
+                    snprintf(one, sizeof one, "%.*g", npts == 1 ? 17 : 6, ((const double *)buf)[i]);
+                used += (size_t)snprintf(e->value + used, sizeof e->value - used, "%s%s%s", i == 0 && npts > 1 ? "[" : "",
+                                         i ? ", " : "", one);
+                if (i == npts - 1 && npts > 1 && used + 1 < sizeof e->value)
+                    used += (size_t)snprintf(e->value + used, sizeof e->value - used, "]");
+            }
+            if (used >= sizeof e->value) memcpy(e->value + sizeof e->value - 5, "...]", 5);
+        }
+        free(buf);
     }
     H5Tclose(ty);
     H5Aclose(a);

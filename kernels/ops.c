@@ -409,9 +409,9 @@ void op_conv_frames(const struct exec_ctx *ctx, struct tensor *y, int n_frames, 
           OP_CONV_FRAMES_MAX);
     CHECK(g->kh >= 1 && g->kw >= 1 && g->stride >= 1 && g->pad_top >= 0 && g->pad_left >= 0 && g->pad_bottom >= 0 &&
               g->pad_right >= 0 && g->pad_top < g->kh && g->pad_bottom < g->kh && g->pad_left < g->kw &&
-              g->pad_right < g->kw,
-          "%s: bad geometry %dx%d stride %d pad %d,%d,%d,%d", op, g->kh, g->kw, g->stride, g->pad_top, g->pad_left,
-          g->pad_bottom, g->pad_right);
+              g->pad_right < g->kw && (g->upsample2x == 0 || g->upsample2x == 1),
+          "%s: bad geometry %dx%d stride %d pad %d,%d,%d,%d upsample %d", op, g->kh, g->kw, g->stride, g->pad_top,
+          g->pad_left, g->pad_bottom, g->pad_right, g->upsample2x);
     char sw[96];
     CHECK(w->ndim == 4 && tensor_is_contiguous(w) && w->shape[0] == n_frames && w->shape[1] == (int64_t)g->kh * g->kw &&
               w->shape[2] == y->shape[0],
@@ -423,8 +423,9 @@ void op_conv_frames(const struct exec_ctx *ctx, struct tensor *y, int n_frames, 
         check_frame(ctx, op, "x[f]", x[f]);
         CHECK(x[f]->shape[0] == w->shape[3], "%s: x[%d] has %lld channels, w expects %lld", op, f,
               (long long)x[f]->shape[0], (long long)w->shape[3]);
-        const int64_t ho = (x[f]->shape[1] + g->pad_top + g->pad_bottom - g->kh) / g->stride + 1;
-        const int64_t wo = (x[f]->shape[2] + g->pad_left + g->pad_right - g->kw) / g->stride + 1;
+        const int64_t hi = x[f]->shape[1] << g->upsample2x, wi = x[f]->shape[2] << g->upsample2x;
+        const int64_t ho = (hi + g->pad_top + g->pad_bottom - g->kh) / g->stride + 1;
+        const int64_t wo = (wi + g->pad_left + g->pad_right - g->kw) / g->stride + 1;
         CHECK(y->shape[1] == ho && y->shape[2] == wo, "%s: y is %lldx%lld, x[%d] %lldx%lld gives %lldx%lld", op,
               (long long)y->shape[1], (long long)y->shape[2], f, (long long)x[f]->shape[1],
               (long long)x[f]->shape[2], (long long)ho, (long long)wo);

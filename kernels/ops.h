@@ -162,17 +162,21 @@ void op_copy(const struct exec_ctx *ctx, struct tensor *dst, const struct tensor
 /* Input frames one frame convolution may take (the causal 3-D convs use 3). */
 enum { OP_CONV_FRAMES_MAX = 4 };
 
-/* 2-D geometry of a frame convolution: kernel kh x kw, one stride for both axes, zero padding per side. */
+/* 2-D geometry of a frame convolution: kernel kh x kw, one stride for both axes, zero padding per side, and
+ * optionally a nearest-neighbour x2 upsampling of the input first (the VAE's Resample up path), fused so the
+ * upsampled frame is never stored. */
 struct conv_geom {
     int kh, kw, stride;
     int pad_top, pad_left, pad_bottom, pad_right;
+    int upsample2x; /* 0 or 1 */
 };
 
 /* One output frame y[Co, Ho, Wo] = b + sum_f conv2d(x[f] [Ci, H, W], w[f]) for n_frames input frames (a 3-D
  * convolution evaluated at one output time: x[f] is the input at time offset f of the kernel). x[f] == NULL is a
  * zero frame (causal front padding) and contributes nothing. w [n_frames, kh kw, Co, Ci] (tap-major: a torch
- * Conv3d weight [Co, Ci, kt, kh, kw] permuted) and b [Co] (or NULL); Ho = (H + pt + pb - kh) / stride + 1,
- * Wo likewise. Contiguous tensors; y must not alias any x[f]. */
+ * Conv3d weight [Co, Ci, kt, kh, kw] permuted) and b [Co] (or NULL); Ho = (H' + pt + pb - kh) / stride + 1,
+ * Wo likewise, with H' = 2H when g->upsample2x, else H. The taps are accumulated in the order f, ky, kx onto
+ * the bias. Contiguous tensors; y must not alias any x[f]. */
 void op_conv_frames(const struct exec_ctx *ctx, struct tensor *y, int n_frames, const struct tensor *const *x,
                     const struct tensor *w, const struct tensor *b, const struct conv_geom *g);
 

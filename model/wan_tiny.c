@@ -300,6 +300,7 @@ static int write_model_files(const char *dir, const struct wan_config *c, const 
     TRY(rc);
     TRY(write_weights(wdir, c, opt));
     TRY(umt5_tiny_write(dir, c->text_dim, opt));
+    TRY(wan_vae_tiny_write(dir, opt));
     if (opt->example_input) TRY(write_example_input(dir, c, opt));
     return ERR_OK;
 }

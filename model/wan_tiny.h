@@ -5,7 +5,7 @@
  * count holds the same values (up to the storage dtype's rounding). The tiny config keeps the real
  * head dim 128 (so the real RoPE split 22/21/21 is exercised) and shrinks everything else.
  * The directory also holds a tiny umT5 text encoder and a SentencePiece tokenizer trained at creation
- * (model/umt5_tiny.c); the VAE joins with its own issue.
+ * (model/umt5_tiny.c) and a narrow random Wan VAE (model/wan_vae_tiny.c): every stage tool runs on it.
  */
 #ifndef REELFARM_MODEL_WAN_TINY_H
 #define REELFARM_MODEL_WAN_TINY_H
@@ -35,6 +35,10 @@ void wan_tiny_values(float *dst, int64_t numel, int ndim, const int64_t *shape, 
                      uint64_t seed);
 /* The tiny tokenizer and text encoder (model/umt5_tiny.c) into dir; d_model = the DiT's text_dim. */
 int umt5_tiny_write(const char *dir, int64_t d_model, const struct wan_tiny_options *opt);
+/* The tiny VAE (model/wan_vae_tiny.c): vae/ (Diffusers) or Wan2.1_VAE.safetensors (original naming). */
+struct wan_vae_config;
+void wan_vae_tiny_config(struct wan_vae_config *c);
+int wan_vae_tiny_write(const char *dir, const struct wan_tiny_options *opt);
 /* Write the model directory; recoverable errors name the path. */
 int wan_tiny_write(const char *dir, const struct wan_tiny_options *opt);
 

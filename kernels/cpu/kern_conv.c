@@ -9,6 +9,8 @@
  * Output rows are cut into bands; each OpenMP thread builds the phase images of its band (bounded
  * scratch, no [Ci kh kw, Ho Wo] matrix) and accumulates the taps in the fixed order f, ky, kx onto the
  * bias; bands depend only on the geometry, so the result does not depend on the thread count.
+ * With upsample2x the phase images are built from the half-size input (row and column i read i / 2), so the
+ * nearest-upsampled frame of the VAE's up path is never stored.
  * 1x1 convolutions without padding are one sgemm per input frame over column blocks.
  */
 #include <cblas.h>
@@ -25,8 +27,8 @@
 enum { CONV_TARGET_COLS = 8192, CONV_MIN_BANDS = 16 };
 
 struct conv_plan {
-    int64_t ci, co, h, w, ho, wo;
-    int kh, kw, s, pt, pl;
+    int64_t ci, co, h, w, ho, wo; /* h, w: the (virtual, upsampled) input size */
+    int kh, kw, s, pt, pl, up;
     int64_t wq;       /* phase image width */
     int64_t halo;     /* extra phase rows a band needs: (kh - 1) / s, plus one row of slack */
 };
@@ -38,8 +40,9 @@ static void phase_band(float *dst, const float *x, const struct conv_plan *p, in
     for (int py = 0; py < s; py++)
         for (int px = 0; px < s; px++) {
             float *ph = dst + (int64_t)(py * s + px) * p->ci * plane;
+            const int64_t sw = p->w >> p->up; /* stored row length */
             for (int64_t c = 0; c < p->ci; c++) {
-                const float *xc = x + c * p->h * p->w;
+                const float *xc = x + c * (p->h >> p->up) * sw;
                 float *pc = ph + c * plane;
                 for (int64_t i = 0; i < rows; i++) {
                     float *row = pc + i * p->wq;
@@ -48,8 +51,13 @@ static void phase_band(float *dst, const float *x, const struct conv_plan *p, in
                         memset(row, 0, (size_t)p->wq * sizeof(float));
                         continue;
                     }
-                    const float *xr = xc + iy * p->w;
-                    if (s == 1) {
+                    const float *xr = xc + (iy >> p->up) * sw;
+                    if (p->up) {
+                        for (int64_t j = 0; j < p->wq; j++) {
+                            const int64_t ix = s * j + px - p->pl;
+                            row[j] = ix >= 0 && ix < p->w ? xr[ix >> 1] : 0.0f;
+                        }
+                    } else if (s == 1) {
                         /* padded columns: pl zeros, the row, zeros */
                         const int64_t lead = p->pl < p->wq ? p->pl : p->wq;
                         memset(row, 0, (size_t)lead * sizeof(float));
@@ -127,12 +135,13 @@ void kern_conv_frames_cpu(const struct exec_ctx *ctx, struct tensor *y, int n_fr
         if (x[f]) any = x[f];
     }
     struct conv_plan p = {.ci = w->shape[3], .co = w->shape[2], .ho = y->shape[1], .wo = y->shape[2],
-                          .kh = g->kh, .kw = g->kw, .s = g->stride, .pt = g->pad_top, .pl = g->pad_left};
-    p.h = any ? any->shape[1] : (y->shape[1] - 1) * p.s + p.kh - g->pad_top - g->pad_bottom;
-    p.w = any ? any->shape[2] : (y->shape[2] - 1) * p.s + p.kw - g->pad_left - g->pad_right;
+                          .kh = g->kh, .kw = g->kw, .s = g->stride, .pt = g->pad_top, .pl = g->pad_left,
+                          .up = g->upsample2x};
+    p.h = any ? any->shape[1] << p.up : (y->shape[1] - 1) * p.s + p.kh - g->pad_top - g->pad_bottom;
+    p.w = any ? any->shape[2] << p.up : (y->shape[2] - 1) * p.s + p.kw - g->pad_left - g->pad_right;
     const float *bd = b ? (const float *)b->data : NULL;
     float *yd = y->data;
-    if (p.kh == 1 && p.kw == 1 && p.s == 1 && !g->pad_top && !g->pad_left && !g->pad_bottom && !g->pad_right) {
+    if (p.kh == 1 && p.kw == 1 && p.s == 1 && !p.up && !g->pad_top && !g->pad_left && !g->pad_bottom && !g->pad_right) {
         conv_pointwise(ctx, yd, p.co, p.ci, p.ho * p.wo, n_frames, xs, w->data, bd);
         return;
     }

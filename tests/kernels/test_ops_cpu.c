@@ -442,10 +442,13 @@ static void conv_ref(double *y, int nf, float *const *x, const float *w, const f
                     if (!x[f]) continue;
                     for (int ky = 0; ky < g->kh; ky++)
                         for (int kx = 0; kx < g->kw; kx++) {
+                            /* with upsample2x the kernel sees the nearest-upsampled [2h, 2w] frame */
+                            const int u = g->upsample2x;
                             const int64_t iy = oy * g->stride + ky - g->pad_top, ix = ox * g->stride + kx - g->pad_left;
-                            if (iy < 0 || iy >= h || ix < 0 || ix >= wd) continue;
+                            if (iy < 0 || iy >= h << u || ix < 0 || ix >= wd << u) continue;
                             const float *wt = w + (((int64_t)f * g->kh * g->kw + ky * g->kw + kx) * co + o) * ci;
-                            for (int64_t c = 0; c < ci; c++) acc += (double)wt[c] * x[f][(c * h + iy) * wd + ix];
+                            for (int64_t c = 0; c < ci; c++)
+                                acc += (double)wt[c] * x[f][(c * h + (iy >> u)) * wd + (ix >> u)];
                         }
                 }
                 y[(o * ho + oy) * wo + ox] = acc;
@@ -454,8 +457,8 @@ static void conv_ref(double *y, int nf, float *const *x, const float *w, const f
 
 static void check_conv(int nf, int zero_frame, int64_t ci, int64_t co, int64_t h, int64_t w, struct conv_geom g,
                        const char *what) {
-    const int64_t ho = (h + g.pad_top + g.pad_bottom - g.kh) / g.stride + 1;
-    const int64_t wo = (w + g.pad_left + g.pad_right - g.kw) / g.stride + 1;
+    const int64_t ho = ((h << g.upsample2x) + g.pad_top + g.pad_bottom - g.kh) / g.stride + 1;
+    const int64_t wo = ((w << g.upsample2x) + g.pad_left + g.pad_right - g.kw) / g.stride + 1;
     float *xs[OP_CONV_FRAMES_MAX] = {0};
     struct tensor xt[OP_CONV_FRAMES_MAX];
     const struct tensor *xp[OP_CONV_FRAMES_MAX];
@@ -492,17 +495,20 @@ static void check_conv(int nf, int zero_frame, int64_t ci, int64_t co, int64_t h
 }
 
 static void test_vae_ops(void) {
-    const struct conv_geom c333 = {3, 3, 1, 1, 1, 1, 1}, c11 = {1, 1, 1, 0, 0, 0, 0};
-    const struct conv_geom down = {3, 3, 2, 0, 0, 1, 1}; /* downsample: pad right/bottom, stride 2 */
+    const struct conv_geom c333 = {3, 3, 1, 1, 1, 1, 1, 0}, c11 = {1, 1, 1, 0, 0, 0, 0, 0};
+    const struct conv_geom down = {3, 3, 2, 0, 0, 1, 1, 0}; /* downsample: pad right/bottom, stride 2 */
     check_conv(3, -1, 7, 5, 9, 13, c333, "conv 3x3x3 odd frame");
     check_conv(3, 0, 16, 24, 12, 10, c333, "conv 3x3x3, first frame zero");
     check_conv(3, 1, 40, 8, 70, 6, c333, "conv 3x3x3 tall, middle frame zero (many bands)");
     check_conv(1, -1, 6, 9, 8, 12, down, "conv 3x3 stride 2 downsample");
     check_conv(1, -1, 5, 3, 7, 9, down, "conv 3x3 stride 2 odd size");
-    check_conv(3, 0, 6, 12, 5, 7, (struct conv_geom){3, 1, 1, 0, 0, 0, 0}, "time conv (3,1,1) as 3 frames 1x1");
+    check_conv(3, 0, 6, 12, 5, 7, (struct conv_geom){3, 1, 1, 0, 0, 0, 0, 0}, "time conv (3,1,1) as 3 frames 1x1");
     check_conv(1, -1, 33, 17, 40, 41, c11, "conv 1x1 pointwise");
     check_conv(2, -1, 4, 4, 3, 3, c11, "conv 1x1 over 2 frames");
     check_conv(1, -1, 3, 6, 1, 1, c333, "conv 3x3 on a 1x1 frame");
+    const struct conv_geom up = {3, 3, 1, 1, 1, 1, 1, 1};
+    check_conv(1, -1, 12, 6, 5, 7, up, "nearest x2 upsample fused into conv 3x3");
+    check_conv(1, -1, 8, 4, 40, 3, up, "fused upsample, tall frame (many bands)");
 
     /* channel RMS norm (+ SiLU) against double */
     const int64_t c = 37, np = 1100;

@@ -1,0 +1,132 @@
+/* model/wan_vae.h - the Wan 2.1 VAE (spec 2.4, 7): loading, streaming encode and decode.
+ *
+ * Loads the Diffusers `AutoencoderKLWan` directory (vae/config.json + safetensors) or a safetensors file
+ * in the original Wan names (spec 2.4 mapping; the real constants stand in for the missing config).
+ * Weights are converted once to float32 and repacked tap-major for op_conv_frames.
+ *
+ * Encoding and decoding are streams: frames go in one at a time and results come out through a
+ * callback as soon as they exist. Every causal 3-D convolution keeps the last two frames of its input,
+ * every temporal resample its own small state, so the streams compute exactly what the whole-sequence
+ * formulation of spec 7.4 computes (and therefore what the reference's chunked 1 + 4 + 4 ... encode and
+ * one-latent-frame-at-a-time decode compute), with memory that depends on the frame size only, never on
+ * the number of frames. wan_vae_stream_bytes() states that memory before anything is allocated.
+ *
+ *   encoder: pixels [3, H, W] in [-1, 1], T = 1 + 4k frames -> 1 + k normalised latents [z, H/8, W/8]
+ *            (the mean only; trailing (T - 1) mod 4 frames produce nothing, as upstream)
+ *   decoder: normalised latents [z, h, w], F frames -> 1 + 4 (F - 1) pixel frames [3, 8h, 8w] in [-1, 1]
+ * CPU float32 (the VAE ops have no CUDA kernels yet).
+ */
+#ifndef REELFARM_MODEL_WAN_VAE_H
+#define REELFARM_MODEL_WAN_VAE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/arena.h"
+#include "core/tensor.h"
+#include "kernels/ops.h"
+
+struct st_set;
+
+enum { VAE_STAGES_MAX = 6, VAE_Z_MAX = 64 };
+
+struct wan_vae_config {
+    int64_t base_dim;                    /* 96 */
+    int64_t z_dim;                       /* 16 */
+    int n_stages;                        /* len(dim_mult): 4 */
+    int64_t dim_mult[VAE_STAGES_MAX];    /* 1, 2, 4, 4 */
+    int num_res_blocks;                  /* 2 (the decoder has one more per stage) */
+    bool temporal_down[VAE_STAGES_MAX];  /* per stage but the last: false, true, true */
+    float latents_mean[VAE_Z_MAX];
+    float latents_std[VAE_Z_MAX];
+};
+
+/* Set c to the released Wan 2.1 VAE (spec 7, 7.6). */
+void wan_vae_default_config(struct wan_vae_config *c);
+/* Spatial and temporal compression (8 and 4 for Wan 2.1). */
+int wan_vae_spatial_factor(const struct wan_vae_config *c);
+int wan_vae_temporal_factor(const struct wan_vae_config *c);
+
+enum vae_layer_kind { VAE_CONV, VAE_RESBLOCK, VAE_ATTN, VAE_DOWN2D, VAE_DOWN3D, VAE_UP2D, VAE_UP3D, VAE_HEAD };
+
+/* A convolution with its weight repacked to op_conv_frames' [kt, kh kw, Co, Ci]. */
+struct vae_conv {
+    struct tensor w, b;
+    int kt, k; /* temporal and spatial kernel size */
+};
+
+struct vae_layer {
+    enum vae_layer_kind kind;
+    char name[80];       /* Diffusers module name ("decoder.up_blocks.1.resnets.0"), used for probes */
+    int64_t cin, cout;   /* channels in and out */
+    int level;           /* resolution level: layers of one level share buffers (see wan_vae.c) */
+    struct tensor gamma1, gamma2;    /* RMS norm gains [C] (resblock: both; attention, head: gamma1) */
+    struct vae_conv conv1, conv2;    /* resblock convs; attention qkv and proj; resample spatial and time convs;
+                                      * plain conv and head: conv1 */
+    struct vae_conv shortcut;        /* resblock 1x1x1 shortcut when cin != cout (w.data NULL otherwise) */
+};
+
+struct vae_net {
+    struct vae_layer *layers;
+    int n_layers;
+    int n_levels;
+};
+
+struct wan_vae {
+    struct wan_vae_config cfg;
+    struct vae_net enc, dec;
+    struct tensor latents_mean, latents_std, latents_inv_std; /* [z] */
+    struct arena weight_arena;
+    int64_t n_params;
+    enum dtype stored_dtype;
+    bool original_naming;
+    char config_path[1100]; /* "" when the original layout supplied no config */
+    char weights_path[1100];
+};
+
+/* Load DIR/vae/ (Diffusers) or, failing that, DIR/Wan2.1_VAE.safetensors (original names); DIR may also be
+ * the vae/ directory itself or a .safetensors file. Recoverable errors name the file and tensor. */
+int wan_vae_load(struct wan_vae **out, const char *path);
+/* A VAE of config c with random weights (benchmarks; no files). */
+int wan_vae_create_random(struct wan_vae **out, const struct wan_vae_config *c, uint64_t seed);
+void wan_vae_free(struct wan_vae **v);
+
+/* Diffusers tensor names and shapes of a VAE with config c, in a fixed order (the tiny model writer uses
+ * them). Returns the count; fills up to cap entries. */
+struct vae_tensor_desc {
+    char name[128];
+    char original_name[128];
+    int ndim;
+    int64_t shape[5];
+};
+size_t wan_vae_tensor_list(const struct wan_vae_config *c, struct vae_tensor_desc *out, size_t cap);
+
+/* ---- streams ---- */
+
+/* Called with every produced frame: index counts from 0; frame is [C, H, W] on the context's device. */
+typedef int (*vae_frame_fn)(void *user, int64_t index, const struct tensor *frame);
+/* Optional: called after every layer with its output frame (tests compare them with the reference). */
+typedef void (*vae_probe_fn)(void *user, const char *layer, int64_t index, const struct tensor *frame);
+
+struct vae_stream;
+
+/* Bytes a stream for frames of h x w pixels (encoder input / decoder output) needs: caches, buffers and
+ * attention scratch, excluding the per-thread convolution bands (kernels/cpu/kern_conv.c). */
+size_t wan_vae_stream_bytes(const struct wan_vae *v, bool decoder, int64_t height, int64_t width);
+/* height, width: the pixel frame size (multiples of the spatial factor). */
+int wan_vae_stream_open(struct vae_stream **out, const struct wan_vae *v, const struct exec_ctx *ctx, bool decoder,
+                        int64_t height, int64_t width, vae_frame_fn sink, void *user);
+void wan_vae_stream_set_probe(struct vae_stream *s, vae_probe_fn probe, void *user);
+/* Push one frame: encoder [3, H, W] pixels; decoder [z, h, w] normalised latents. Returns the sink's first
+ * negative return, else 0. */
+int wan_vae_stream_push(struct vae_stream *s, const struct tensor *frame);
+/* Frames the sink received so far. */
+int64_t wan_vae_stream_produced(const struct vae_stream *s);
+void wan_vae_stream_close(struct vae_stream **s);
+
+/* Output frame counts: decode F latents -> 1 + 4 (F - 1) frames; encode T frames -> 1 + (T - 1) / 4 latents. */
+int64_t wan_vae_decoded_frames(const struct wan_vae_config *c, int64_t latent_frames);
+int64_t wan_vae_encoded_frames(const struct wan_vae_config *c, int64_t pixel_frames);
+
+#endif /* REELFARM_MODEL_WAN_VAE_H */
