@@ -32,5 +32,8 @@ int cmd_inspect(int argc, char **argv);
 int cmd_denoise(int argc, char **argv);
 int cmd_plan(int argc, char **argv);
 int cmd_encode_text(int argc, char **argv);
+int cmd_vae_decode(int argc, char **argv);
+int cmd_vae_encode(int argc, char **argv);
+int cmd_bench_vae(int argc, char **argv);
 
 #endif /* REELFARM_CLI_ARGS_H */

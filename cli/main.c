@@ -20,11 +20,14 @@ struct subcommand {
 static const struct subcommand subcommands[] = {
     {"dit-forward", cmd_dit_forward, "one DiT forward: latents, timesteps, context (HDF5) -> noise_pred (HDF5)"},
     {"encode-text", cmd_encode_text, "umT5 encoding of a prompt (and negative prompt) -> context (HDF5)"},
+    {"vae-encode", cmd_vae_encode, "Wan VAE encoding: image, video or HDF5 pixels -> latents (HDF5)"},
+    {"vae-decode", cmd_vae_decode, "Wan VAE decoding: latents (HDF5) -> video (HDF5, MP4, MKV or WebM)"},
     {"denoise", cmd_denoise, "the diffusion-forcing loop of one window: noise + contexts (HDF5) -> latents (HDF5)"},
     {"plan", cmd_plan, "the chunk plan of a long video: chunks, rows, DiT forwards, FLOPs"},
     {"make-tiny-model", cmd_make_tiny_model, "write the built-in tiny random model (Diffusers or original layout)"},
     {"inspect", cmd_inspect, "describe a model directory, safetensors file or HDF5 file"},
     {"bench", cmd_bench, "time DiT forwards with random weights at a given model size and resolution"},
+    {"bench-vae", cmd_bench_vae, "time and memory of the VAE decoder or encoder with random weights"},
 };
 
 static void print_help(FILE *out) {

@@ -80,4 +80,42 @@ struct bench_options {
 /* reelfarm bench: time forwards of a random-weight model; prints one key=value line. */
 int worker_bench(const struct bench_options *opt);
 
+struct vae_decode_options {
+    const char *model_dir;
+    const char *in_path;
+    const char *out_path;   /* .h5: float32 video; .mp4/.mkv/.webm: encoded */
+    int fps_num, fps_den;   /* encoded output frame rate (<= 0: 24/1) */
+    const char *codec;      /* NULL: h264 */
+    int crf;                /* < 0: the codec's reelfarm default */
+    const char *preset;     /* NULL: the encoder's default */
+    int threads;
+    bool force;
+};
+/* reelfarm vae-decode: LATENTS.h5 (latents [z, F, h, w]) -> video [3, 4(F-1)+1, 8h, 8w] (HDF5 or encoded). Spec 7. */
+int worker_vae_decode(const struct vae_decode_options *opt);
+
+struct vae_encode_options {
+    const char *model_dir;
+    const char *in_path;    /* image, video, or HDF5 with video [3, T, H, W] */
+    const char *out_path;   /* .h5 */
+    int64_t width, height;  /* 0: the input's size (must be multiples of 16) */
+    int64_t max_frames;     /* <= 0: all */
+    int threads;
+    bool force;
+};
+/* reelfarm vae-encode: image / video / HDF5 video -> LATENTS.h5 (latents [z, 1 + (T-1)/4, H/8, W/8]). Spec 6.6, 7. */
+int worker_vae_encode(const struct vae_encode_options *opt);
+
+struct bench_vae_options {
+    int64_t pixel_frames;   /* the clip (4k + 1 frames) */
+    int64_t latent_frames;  /* > 0: run only this many of its latent frames */
+    int64_t height, width;  /* pixels (multiples of 16) */
+    int64_t base_dim;       /* > 0 overrides 96 */
+    bool encode;            /* time the encoder instead of the decoder */
+    int threads;
+    uint64_t seed;
+};
+/* reelfarm bench-vae: time and memory of the VAE streams with random weights. */
+int worker_bench_vae(const struct bench_vae_options *opt);
+
 #endif /* REELFARM_WORKER_WORKER_H */

@@ -1,0 +1,161 @@
+/* cli/cmd_vae.c - `reelfarm vae-decode` and `reelfarm vae-encode` (worker/vae_tools.c). */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/args.h"
+#include "core/error.h"
+#include "worker/worker.h"
+
+static const char vae_decode_help[] =
+    "Usage: reelfarm vae-decode --model DIR --in LATENTS.h5 --out OUT [options]\n"
+    "\n"
+    "Decodes latents with the model's Wan VAE (spec 7), one latent frame at a time with the causal cache, so\n"
+    "memory does not grow with the number of frames. LATENTS.h5: latents float32 [16, F, h, w] in the DiT's\n"
+    "normalised latent space. OUT ending in .h5 gets video float32 [3, 4(F-1)+1, 8h, 8w] in [-1, 1]; OUT ending\n"
+    "in .mp4, .mkv or .webm gets an encoded video, written frame by frame as the decoder produces them.\n"
+    "\n"
+    "Options:\n"
+    "  --fps N[/D]        frame rate of an encoded output (default 24; e.g. 30000/1001)\n"
+    "  --codec NAME       h264 (default), h265 or av1 (.webm needs av1)\n"
+    "  --crf N            quality, lower is better (default: h264 10, what upstream's imageio quality=8\n"
+    "                     gives libx264; h265 16; av1 20)\n"
+    "  --preset NAME      encoder speed preset (x264/x265: ultrafast ... veryslow)\n"
+    "  --threads N / --force\n";
+
+static const char vae_encode_help[] =
+    "Usage: reelfarm vae-encode --model DIR --in INPUT --out LATENTS.h5 [options]\n"
+    "\n"
+    "Encodes pixels with the model's Wan VAE (spec 7; the mean, no sampling) in 1 + 4 + 4 ... frame groups.\n"
+    "INPUT: an image (PNG, JPEG, WebP, ...), a video, or an HDF5 file with video float32 [3, T, H, W] in [-1, 1].\n"
+    "Images and videos are centre-cropped to the target aspect ratio and resized (spec 6.6), then mapped\n"
+    "u8 -> u / 127.5 - 1 (spec 6.8). T frames give 1 + (T - 1) / 4 latent frames; the last (T - 1) mod 4\n"
+    "frames are ignored, as upstream. LATENTS.h5 gets latents float32 [16, F, H/8, W/8] (normalised).\n"
+    "\n"
+    "Options:\n"
+    "  --size WxH         target size for images and videos (multiples of 16; also 540p, 720p); default: the\n"
+    "                     input's own size, which must then be multiples of 16\n"
+    "  --frames N         encode at most the first N frames of a video\n"
+    "  --threads N / --force\n";
+
+/* "24" or "30000/1001" */
+static int parse_fps(const char *value, int *num, int *den) {
+    const char *slash = strchr(value, '/');
+    int64_t n = 0, d = 1;
+    if (!slash) return arg_i64("--fps", value, 1, 1000, &n) < 0 ? ERR_INVALID_ARG : (*num = (int)n, *den = 1, 0);
+    char head[32];
+    const size_t len = (size_t)(slash - value);
+    if (len == 0 || len >= sizeof head) return err_set(ERR_INVALID_ARG, "--fps %s: expected N or N/D", value);
+    memcpy(head, value, len), head[len] = '\0';
+    TRY(arg_i64("--fps", head, 1, 1000000, &n));
+    TRY(arg_i64("--fps", slash + 1, 1, 1000000, &d));
+    if ((double)n / (double)d > 1000) return err_set(ERR_INVALID_ARG, "--fps %s: above 1000 frames per second", value);
+    *num = (int)n, *den = (int)d;
+    return 0;
+}
+
+int cmd_vae_decode(int argc, char **argv) {
+    static const struct option longopts[] = {
+        {"model", required_argument, 0, 'm'}, {"in", required_argument, 0, 'i'},     {"out", required_argument, 0, 'o'},
+        {"fps", required_argument, 0, 'r'},   {"codec", required_argument, 0, 'c'},  {"crf", required_argument, 0, 'q'},
+        {"preset", required_argument, 0, 'p'}, {"threads", required_argument, 0, 't'}, {"force", no_argument, 0, 'f'},
+        {"help", no_argument, 0, 'h'},        {0, 0, 0, 0}};
+    static const char cmd[] = "vae-decode";
+    struct vae_decode_options o = {0};
+    o.crf = -1;
+    optind = 0;
+    opterr = 0;
+    int ch, rc = 0;
+    while ((ch = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
+        switch (ch) {
+        case 'm': o.model_dir = optarg; break;
+        case 'i': o.in_path = optarg; break;
+        case 'o': o.out_path = optarg; break;
+        case 'r': rc = parse_fps(optarg, &o.fps_num, &o.fps_den); break;
+        case 'c': o.codec = optarg; break;
+        case 'q': rc = arg_int("--crf", optarg, 0, 63, &o.crf); break;
+        case 'p': o.preset = optarg; break;
+        case 't': rc = arg_int("--threads", optarg, 1, 4096, &o.threads); break;
+        case 'f': o.force = true; break;
+        case 'h': fputs(vae_decode_help, stdout); return 0;
+        case ':': return usage_error(cmd, "option '%s' needs a value", argv[optind - 1]);
+        default: return usage_error(cmd, "unknown option '%s'", argv[optind - 1]);
+        }
+        if (rc < 0) return usage_error(cmd, "%s", err_message());
+    }
+    if (optind < argc) return usage_error(cmd, "unexpected argument '%s'", argv[optind]);
+    if (!o.model_dir || !o.in_path || !o.out_path) return usage_error(cmd, "--model, --in and --out are required");
+    return worker_vae_decode(&o) < 0 ? run_error() : 0;
+}
+
+int cmd_vae_encode(int argc, char **argv) {
+    static const struct option longopts[] = {
+        {"model", required_argument, 0, 'm'},  {"in", required_argument, 0, 'i'},   {"out", required_argument, 0, 'o'},
+        {"size", required_argument, 0, 's'},   {"frames", required_argument, 0, 'n'},
+        {"threads", required_argument, 0, 't'}, {"force", no_argument, 0, 'f'},     {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0}};
+    static const char cmd[] = "vae-encode";
+    struct vae_encode_options o = {0};
+    optind = 0;
+    opterr = 0;
+    int ch, rc = 0;
+    while ((ch = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
+        switch (ch) {
+        case 'm': o.model_dir = optarg; break;
+        case 'i': o.in_path = optarg; break;
+        case 'o': o.out_path = optarg; break;
+        case 's': rc = arg_resolution("--size", optarg, &o.width, &o.height); break;
+        case 'n': rc = arg_i64("--frames", optarg, 1, INT64_C(1) << 30, &o.max_frames); break;
+        case 't': rc = arg_int("--threads", optarg, 1, 4096, &o.threads); break;
+        case 'f': o.force = true; break;
+        case 'h': fputs(vae_encode_help, stdout); return 0;
+        case ':': return usage_error(cmd, "option '%s' needs a value", argv[optind - 1]);
+        default: return usage_error(cmd, "unknown option '%s'", argv[optind - 1]);
+        }
+        if (rc < 0) return usage_error(cmd, "%s", err_message());
+    }
+    if (optind < argc) return usage_error(cmd, "unexpected argument '%s'", argv[optind]);
+    if (!o.model_dir || !o.in_path || !o.out_path) return usage_error(cmd, "--model, --in and --out are required");
+    return worker_vae_encode(&o) < 0 ? run_error() : 0;
+}
+
+static const char bench_vae_help[] =
+    "Usage: reelfarm bench-vae [--resolution 720p|540p|WxH] [--frames N] [--latent-frames K] [--encode] [options]\n"
+    "\n"
+    "Times the Wan VAE decoder (or encoder) of the released config with random weights on the CPU and reports\n"
+    "its memory: the stream arena (fixed by the frame size), the resident set after each latent frame and the\n"
+    "process peak. --frames sets the clip (default 121); --latent-frames K runs only its first K latent frames\n"
+    "(memory does not depend on K; every cache is warm from the second latent frame on).\n"
+    "\n"
+    "Options: --base-dim N (default 96), --threads N, --seed S\n";
+
+int cmd_bench_vae(int argc, char **argv) {
+    static const struct option longopts[] = {
+        {"resolution", required_argument, 0, 'r'}, {"frames", required_argument, 0, 'n'},
+        {"latent-frames", required_argument, 0, 'k'}, {"encode", no_argument, 0, 'e'},
+        {"base-dim", required_argument, 0, 'b'},   {"threads", required_argument, 0, 't'},
+        {"seed", required_argument, 0, 's'},       {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+    static const char cmd[] = "bench-vae";
+    struct bench_vae_options o = {.pixel_frames = 121, .width = 1280, .height = 720, .seed = 1};
+    optind = 0;
+    opterr = 0;
+    int ch, rc = 0;
+    while ((ch = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
+        switch (ch) {
+        case 'r': rc = arg_resolution("--resolution", optarg, &o.width, &o.height); break;
+        case 'n': rc = arg_i64("--frames", optarg, 1, 100000, &o.pixel_frames); break;
+        case 'k': rc = arg_i64("--latent-frames", optarg, 1, 100000, &o.latent_frames); break;
+        case 'e': o.encode = true; break;
+        case 'b': rc = arg_i64("--base-dim", optarg, 1, 4096, &o.base_dim); break;
+        case 't': rc = arg_int("--threads", optarg, 1, 4096, &o.threads); break;
+        case 's': rc = arg_u64("--seed", optarg, &o.seed); break;
+        case 'h': fputs(bench_vae_help, stdout); return 0;
+        case ':': return usage_error(cmd, "option '%s' needs a value", argv[optind - 1]);
+        default: return usage_error(cmd, "unknown option '%s'", argv[optind - 1]);
+        }
+        if (rc < 0) return usage_error(cmd, "%s", err_message());
+    }
+    if (optind < argc) return usage_error(cmd, "unexpected argument '%s'", argv[optind]);
+    return worker_bench_vae(&o) < 0 ? run_error() : 0;
+}

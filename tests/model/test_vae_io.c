@@ -1,0 +1,275 @@
+/* tests/model/test_vae_io.c - the VAE stage tools end to end on the tiny model (spec 6.8, 7.3, 7.4).
+ *
+ *  - vae-decode to HDF5 and to MP4: frame count 4 (F - 1) + 1, size 8h x 8w and the requested rate as
+ *    ffprobe reports them; the MP4 read back against the HDF5 frames (same u8 truncation) above a PSNR bound;
+ *  - vae-encode of the decoded HDF5 video and of the MP4: latent shapes;
+ *  - causality: decoding a prefix of the latents gives bit-identical leading frames (the stream state carries
+ *    exactly the whole-sequence context, nothing from later frames);
+ *  - memory: a 16-latent-frame decode does not raise the peak RSS left by a 2-frame decode at the same size;
+ *  - bad inputs: zero frames, wrong rank, sizes that are not multiples of 16, unsupported codec, existing
+ *    output: an error naming the problem and no output file.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/timer.h"
+#include "io/fs.h"
+#include "io/h5io.h"
+#include "io/video.h"
+#include "model/wan_tiny.h"
+#include "model/wan_vae.h"
+#include "tests/common/test_util.h"
+#include "worker/worker.h"
+
+/* Luma PSNR of the MP4's frames against the HDF5 frames converted with the same truncation (spec 6.8). The
+ * random VAE's frames are pixel noise, whose colour yuv420p's 2x2 chroma subsampling cannot keep (RGB PSNR is
+ * about 21 dB whatever the CRF), so the encoder's fidelity is judged on BT.709 luma. */
+enum { PSNR_MIN_DB = 40 };
+
+static void write_latents(const char *path, int64_t f, int64_t h, int64_t w, unsigned long long seed) {
+    const int64_t n = 16 * f * h * w;
+    float *z = malloc((size_t)n * sizeof(float));
+    t_fill_normal(z, n, seed, 1, 1.0f);
+    struct h5_file *o = NULL;
+    T_REQUIRE(h5_create(&o, path, true) == ERR_OK, "%s", err_message());
+    T_REQUIRE(h5_write_f32(o, "latents", z, 4, (int64_t[]){16, f, h, w}) == ERR_OK, "%s", err_message());
+    T_REQUIRE(h5_commit(&o) == ERR_OK, "%s", err_message());
+    free(z);
+}
+
+static void read_dataset(const char *path, const char *name, struct tensor *t) {
+    struct h5_file *f = NULL;
+    T_REQUIRE(h5_open_read(&f, path) == ERR_OK && h5_read_f32(f, name, t) == ERR_OK, "%s", err_message());
+    h5_close(&f);
+}
+
+static struct vae_decode_options decode_opts(const char *model, const char *in, const char *out) {
+    struct vae_decode_options o = {.model_dir = model, .in_path = in, .out_path = out, .crf = -1, .force = true};
+    return o;
+}
+
+static void test_decode_encode(const char *model, const char *tmp) {
+    const char *lat = t_path(tmp, "lat.h5"), *vh5 = t_path(tmp, "video.h5");
+    char mp4[1200];
+    snprintf(mp4, sizeof mp4, "%s/video.mp4", tmp);
+    write_latents(lat, 3, 4, 6, 11);
+    struct vae_decode_options d = decode_opts(model, lat, vh5);
+    T_REQUIRE(worker_vae_decode(&d) == ERR_OK, "decode to HDF5: %s", err_message());
+    d.out_path = mp4, d.fps_num = 16, d.fps_den = 1, d.crf = 10;
+    T_REQUIRE(worker_vae_decode(&d) == ERR_OK, "decode to MP4: %s", err_message());
+
+    struct tensor v;
+    read_dataset(vh5, "video", &v);
+    T_CHECK(v.ndim == 4 && v.shape[0] == 3 && v.shape[1] == 9 && v.shape[2] == 32 && v.shape[3] == 48,
+            "video shape [%lld, %lld, %lld, %lld], expected [3, 9, 32, 48]", (long long)v.shape[0],
+            (long long)v.shape[1], (long long)v.shape[2], (long long)v.shape[3]);
+    const float *vd = v.data;
+    bool in_range = true;
+    for (int64_t i = 0; i < tensor_numel(&v); i++) in_range &= vd[i] >= -1.0f && vd[i] <= 1.0f;
+    T_CHECK(in_range, "decoded video outside [-1, 1]");
+
+    char cmd[1400], line[256] = "";
+    snprintf(cmd, sizeof cmd,
+             "ffprobe -v error -count_frames -select_streams v:0 -show_entries "
+             "stream=nb_read_frames,width,height,r_frame_rate,codec_name -of csv=p=0 '%s'",
+             mp4);
+    FILE *p = popen(cmd, "r");
+    T_REQUIRE(p && fgets(line, sizeof line, p), "ffprobe gave nothing");
+    pclose(p);
+    line[strcspn(line, "\n")] = '\0';
+    printf("ffprobe %s: %s\n", mp4, line);
+    T_CHECK(strcmp(line, "h264,48,32,16/1,9") == 0, "ffprobe says '%s', expected h264,48,32,16/1,9", line);
+
+    float *back = NULL;
+    int64_t nb = 0;
+    T_REQUIRE(video_read_all(mp4, 48, 32, 0, &back, &nb) == ERR_OK, "%s", err_message());
+    T_CHECK(nb == 9, "read back %lld frames", (long long)nb);
+    double se = 0;
+    const int64_t plane = 9 * 32 * 48;
+    for (int64_t i = 0; i < plane && nb == 9; i++) {
+        double ya = 0, yb = 0;
+        static const double kr[3] = {0.2126, 0.7152, 0.0722};
+        for (int c = 0; c < 3; c++)
+            ya += kr[c] * video_unit_to_u8(vd[c * plane + i]), yb += kr[c] * video_unit_to_u8(back[c * plane + i]);
+        se += (ya - yb) * (ya - yb);
+    }
+    const double psnr = 10 * log10(255.0 * 255.0 / (se / (double)plane + 1e-12));
+    printf("MP4 (crf 10) vs HDF5 frames: luma PSNR %.2f dB (bound %d dB)\n", psnr, PSNR_MIN_DB);
+    T_CHECK(psnr >= PSNR_MIN_DB, "PSNR %.2f dB < %d dB", psnr, PSNR_MIN_DB);
+    free(back);
+
+    /* encode both back: [16, 3, 4, 6] */
+    const char *from_h5 = t_path(tmp, "enc_h5.h5"), *from_mp4 = t_path(tmp, "enc_mp4.h5");
+    struct vae_encode_options e = {.model_dir = model, .in_path = vh5, .out_path = from_h5, .force = true};
+    T_REQUIRE(worker_vae_encode(&e) == ERR_OK, "encode HDF5 video: %s", err_message());
+    e.in_path = mp4, e.out_path = from_mp4;
+    e.width = 40, e.height = 24;
+    T_CHECK(worker_vae_encode(&e) == ERR_INVALID_ARG && strstr(err_message(), "multiples of 16"),
+            "--size 40x24 is not a multiple of 16: must be refused (%s)", err_message());
+    T_CHECK(!fs_exists(from_mp4), "refused encode left %s", from_mp4);
+    e.width = 48, e.height = 16; /* centre crop 48x16 out of 48x32 */
+    T_REQUIRE(worker_vae_encode(&e) == ERR_OK, "encode MP4: %s", err_message());
+    struct tensor l1, l2;
+    read_dataset(from_h5, "latents", &l1);
+    read_dataset(from_mp4, "latents", &l2);
+    T_CHECK(l1.ndim == 4 && l1.shape[0] == 16 && l1.shape[1] == 3 && l1.shape[2] == 4 && l1.shape[3] == 6,
+            "latents from HDF5 misshaped");
+    T_CHECK(l2.ndim == 4 && l2.shape[1] == 3 && l2.shape[2] == 2 && l2.shape[3] == 6, "latents from MP4 misshaped");
+    free(l1.data), free(l2.data), free(v.data);
+}
+
+struct collect {
+    float *frames;
+    int64_t frame_numel, n;
+    size_t max_rss; /* largest resident set seen while frames arrived */
+};
+
+static int collect_frame(void *user, int64_t index, const struct tensor *frame) {
+    struct collect *c = user;
+    if (c->frames) memcpy(c->frames + index * c->frame_numel, frame->data, (size_t)c->frame_numel * sizeof(float));
+    c->n = index + 1;
+    const size_t rss = mem_current_rss();
+    if (rss > c->max_rss) c->max_rss = rss;
+    return 0;
+}
+
+/* Decode latents [16, f, h, w] (frame-major copy made here) with a fresh stream; frames into c. */
+static void decode_frames(const struct wan_vae *v, const float *z, int64_t f, int64_t h, int64_t w,
+                          struct collect *c) {
+    struct exec_ctx ctx = exec_ctx_cpu(0);
+    struct vae_stream *s = NULL;
+    T_REQUIRE(wan_vae_stream_open(&s, v, &ctx, true, 8 * h, 8 * w, collect_frame, c) == ERR_OK, "%s", err_message());
+    float *frame = malloc((size_t)(16 * h * w) * sizeof(float));
+    for (int64_t fi = 0; fi < f; fi++) {
+        for (int64_t ch = 0; ch < 16; ch++) memcpy(frame + ch * h * w, z + (ch * f + fi) * h * w, (size_t)(h * w) * sizeof(float));
+        struct tensor t = tensor_f32_3d(frame, 16, h, w);
+        T_REQUIRE(wan_vae_stream_push(s, &t) == 0, "push");
+    }
+    free(frame);
+    wan_vae_stream_close(&s);
+}
+
+static void test_causality_and_memory(const char *model) {
+    struct wan_vae *v = NULL;
+    T_REQUIRE(wan_vae_load(&v, model) == ERR_OK, "%s", err_message());
+    const int64_t f = 4, h = 3, w = 5, fn = 3 * 24 * 40;
+    float *z = malloc((size_t)(16 * f * h * w) * sizeof(float)), *zp = malloc((size_t)(16 * 2 * h * w) * sizeof(float));
+    t_fill_normal(z, 16 * f * h * w, 5, 2, 1.0f);
+    for (int64_t c = 0; c < 16; c++) memcpy(zp + c * 2 * h * w, z + c * f * h * w, (size_t)(2 * h * w) * sizeof(float));
+    struct collect full = {.frames = malloc((size_t)(13 * fn) * sizeof(float)), .frame_numel = fn};
+    struct collect pre = {.frames = malloc((size_t)(5 * fn) * sizeof(float)), .frame_numel = fn};
+    decode_frames(v, z, f, h, w, &full);
+    decode_frames(v, zp, 2, h, w, &pre);
+    T_CHECK(full.n == 13 && pre.n == 5, "frame counts %lld and %lld, expected 13 and 5", (long long)full.n,
+            (long long)pre.n);
+    T_CHECK(memcmp(full.frames, pre.frames, (size_t)(5 * fn) * sizeof(float)) == 0,
+            "decoding the first 2 latent frames differs from the first 5 frames of decoding all 4");
+    free(z), free(zp), free(full.frames), free(pre.frames);
+
+    /* memory: the stream's arena is fixed by the frame size; frames are discarded by the sink */
+    const int64_t mh = 6, mw = 8, many = 10;
+    float *zm = malloc((size_t)(16 * many * mh * mw) * sizeof(float));
+    t_fill_normal(zm, 16 * many * mh * mw, 6, 3, 1.0f);
+    struct collect two = {0}, all = {0};
+    decode_frames(v, zm, 2, mh, mw, &two); /* 2 latent frames (its own frame-major view of the first two) */
+    decode_frames(v, zm, many, mh, mw, &all);
+    printf("decode at %lldx%lld: largest RSS while frames arrive %.2f MiB for 2 latent frames, %.2f MiB for %lld; "
+           "stream arena %.2f MiB\n",
+           (long long)(8 * mw), (long long)(8 * mh), two.max_rss / 1048576.0, all.max_rss / 1048576.0, (long long)many,
+           wan_vae_stream_bytes(v, true, 8 * mh, 8 * mw) / 1048576.0);
+    T_CHECK(two.max_rss > 0 && all.max_rss <= two.max_rss + (1u << 20),
+            "resident memory grew by %.2f MiB from 2 to %lld latent frames", (all.max_rss - two.max_rss) / 1048576.0,
+            (long long)many);
+    free(zm);
+    wan_vae_free(&v);
+}
+
+static void test_bad_inputs(const char *model, const char *tmp) {
+    const char *out = t_path(tmp, "bad_out.h5");
+    /* zero frames */
+    const char *zero = t_path(tmp, "zero.h5");
+    struct h5_file *f = NULL;
+    T_REQUIRE(h5_create(&f, zero, true) == ERR_OK, "%s", err_message());
+    float dummy = 0;
+    T_REQUIRE(h5_write_f32(f, "video", &dummy, 4, (int64_t[]){3, 0, 16, 16}) == ERR_OK &&
+                  h5_write_f32(f, "latents", &dummy, 4, (int64_t[]){16, 0, 2, 2}) == ERR_OK && h5_commit(&f) == ERR_OK,
+              "%s", err_message());
+    struct vae_encode_options e = {.model_dir = model, .in_path = zero, .out_path = out};
+    int rc = worker_vae_encode(&e);
+    printf("zero-frame video: %s\n", err_message());
+    T_CHECK(rc == ERR_SHAPE && strstr(err_message(), "'video'"), "zero frames: rc %d: %s", rc, err_message());
+    struct vae_decode_options d = decode_opts(model, zero, out);
+    rc = worker_vae_decode(&d);
+    printf("zero-frame latents: %s\n", err_message());
+    T_CHECK(rc == ERR_SHAPE && strstr(err_message(), "'latents'"), "zero latent frames: rc %d: %s", rc, err_message());
+    /* wrong channel count */
+    const char *three = t_path(tmp, "three.h5");
+    T_REQUIRE(h5_create(&f, three, true) == ERR_OK, "%s", err_message());
+    float z8[8 * 2 * 2 * 2] = {0};
+    T_REQUIRE(h5_write_f32(f, "latents", z8, 4, (int64_t[]){8, 2, 2, 2}) == ERR_OK && h5_commit(&f) == ERR_OK, "%s",
+              err_message());
+    d.in_path = three;
+    rc = worker_vae_decode(&d);
+    T_CHECK(rc == ERR_SHAPE && strstr(err_message(), "[16, F, h, w]"), "8 channels: rc %d: %s", rc, err_message());
+    /* unsupported codec, and a container that cannot hold the codec */
+    const char *lat = t_path(tmp, "lat.h5");
+    char mp4[1200], webm[1200];
+    snprintf(mp4, sizeof mp4, "%s/bad.mp4", tmp);
+    snprintf(webm, sizeof webm, "%s/bad.webm", tmp);
+    d = decode_opts(model, lat, mp4);
+    d.codec = "foo";
+    rc = worker_vae_decode(&d);
+    printf("codec foo: %s\n", err_message());
+    T_CHECK(rc == ERR_UNSUPPORTED && strstr(err_message(), "foo"), "codec foo: rc %d: %s", rc, err_message());
+    d.out_path = webm, d.codec = "h264";
+    rc = worker_vae_decode(&d);
+    printf("webm + h264: %s\n", err_message());
+    T_CHECK(rc == ERR_INVALID_ARG, "webm with h264: rc %d: %s", rc, err_message());
+    /* an image that is not a multiple of 16 without --size */
+    const char *txt = t_path(tmp, "notes.txt");
+    t_write_file(txt, "not a video\n", 12);
+    e.in_path = txt;
+    rc = worker_vae_encode(&e);
+    printf("text file as video: %s\n", err_message());
+    T_CHECK(rc == ERR_FORMAT && strstr(err_message(), "notes.txt"), "text file: rc %d: %s", rc, err_message());
+    e.in_path = t_path(tmp, "missing.png");
+    rc = worker_vae_encode(&e);
+    T_CHECK(rc == ERR_IO && strstr(err_message(), "missing.png"), "missing file: rc %d: %s", rc, err_message());
+    T_CHECK(!fs_exists(out) && !fs_exists(mp4) && !fs_exists(webm), "a failed run left an output file");
+    /* no temp files either */
+    char **names = NULL;
+    size_t n = 0;
+    T_REQUIRE(fs_list_dir(tmp, NULL, &names, &n) == ERR_OK, "%s", err_message());
+    bool temp_left = false;
+    for (size_t i = 0; i < n; i++) temp_left |= strstr(names[i], ".tmp-") != NULL;
+    T_CHECK(!temp_left, "a temp file was left behind");
+    fs_free_list(&names, &n);
+    /* an existing output is never replaced */
+    const char *keep = t_path(tmp, "keep.h5");
+    t_write_file(keep, "precious", 8);
+    d = decode_opts(model, lat, keep);
+    d.force = false;
+    rc = worker_vae_decode(&d);
+    char *content = NULL;
+    size_t len = 0;
+    T_CHECK(rc == ERR_EXISTS && fs_read_file(keep, &content, &len, 64) == ERR_OK && len == 8, "existing output: rc %d",
+            rc);
+    free(content);
+}
+
+int main(void) {
+    const char *tmp = t_tmpdir("vaeio");
+    char model[1200];
+    snprintf(model, sizeof model, "%s/model", tmp);
+    struct wan_tiny_options o;
+    wan_tiny_default_options(&o);
+    o.example_input = false;
+    T_REQUIRE(wan_tiny_write(model, &o) == ERR_OK, "%s", err_message());
+    test_decode_encode(model, tmp);
+    test_causality_and_memory(model);
+    test_bad_inputs(model, tmp);
+    t_rmtree(tmp);
+    return t_summary(__FILE__);
+}
