@@ -10,8 +10,10 @@
 #include "io/h5io.h"
 #include "io/safetensors.h"
 #include "io/tokenizer.h"
+#include "io/video.h"
 #include "model/umt5.h"
 #include "model/wan_dit.h"
+#include "model/wan_vae.h"
 
 static bool ends_with(const char *s, const char *suffix) {
     size_t a = strlen(s), b = strlen(suffix);
@@ -60,8 +62,16 @@ static int inspect_text_parts(const char *dir) {
         printf("tokenizer:    absent (%s)\n", err_message());
         err_clear();
     }
-    fs_join(path, sizeof path, dir, "vae");
-    printf("vae:          %s\n", fs_is_dir(path) ? path : "absent");
+    struct wan_vae *v = NULL;
+    if (wan_vae_load(&v, dir) == ERR_OK) {
+        printf("vae:          %s (%s names, stored %s), base_dim %lld, z_dim %lld, %lld parameters\n", v->weights_path,
+               v->original_naming ? "original" : "Diffusers", dtype_name(v->stored_dtype), (long long)v->cfg.base_dim,
+               (long long)v->cfg.z_dim, (long long)v->n_params);
+        wan_vae_free(&v);
+    } else {
+        printf("vae:          absent (%s)\n", err_message());
+        err_clear();
+    }
     return ERR_OK;
 }
 
@@ -121,11 +131,25 @@ static int inspect_h5(const char *path) {
     return rc;
 }
 
+static int inspect_video(const char *path) {
+    struct video_info vi;
+    TRY(video_probe(path, &vi));
+    printf("%s: %s\n", vi.is_image ? "image" : "video", path);
+    printf("  codec %s, %dx%d", vi.codec, vi.width, vi.height);
+    if (!vi.is_image) {
+        printf(", %d/%d fps", vi.fps_num, vi.fps_den);
+        if (vi.frames >= 0) printf(", %lld frames", (long long)vi.frames);
+    }
+    printf("\n");
+    return ERR_OK;
+}
+
 static const char help[] =
     "Usage: reelfarm inspect PATH [--tensors]\n"
     "\n"
     "PATH is a model directory (loaded strictly: config, parameter count, dtypes, tensors), a\n"
-    ".safetensors file or *.safetensors.index.json, or an HDF5 file (datasets and attributes).\n"
+    ".safetensors file or *.safetensors.index.json, an HDF5 file (datasets and attributes), or an image or\n"
+    "video file (codec, size, rate, frames).\n"
     "  --tensors   list every tensor (default: the first 20)\n";
 
 int cmd_inspect(int argc, char **argv) {
@@ -153,7 +177,9 @@ int cmd_inspect(int argc, char **argv) {
         rc = err_set(ERR_IO, "%s: no such file or directory", path);
     else if (h5_is_hdf5(path))
         rc = inspect_h5(path);
+    else if (inspect_video(path) == ERR_OK)
+        rc = ERR_OK;
     else
-        rc = err_set(ERR_FORMAT, "%s: not a model directory, safetensors file or HDF5 file", path);
+        rc = err_set(ERR_FORMAT, "%s: not a model directory, safetensors, HDF5, image or video file", path);
     return rc < 0 ? run_error() : 0;
 }

@@ -32,6 +32,9 @@ mkdir -p "$demo"
 "$BUILD_DIR/reelfarm" dit-forward --model "$demo/tiny-model" --in "$demo/tiny-model/examples/dit_input.h5" \
   --out "$demo/noise_pred.h5"
 "$BUILD_DIR/reelfarm" inspect "$demo/noise_pred.h5"
+"$BUILD_DIR/reelfarm" vae-decode --model "$demo/tiny-model" --in "$demo/tiny-model/examples/dit_input.h5" \
+  --out "$demo/video.mp4" --fps 24
+"$BUILD_DIR/reelfarm" inspect "$demo/video.mp4" 2>/dev/null || ls -l "$demo/video.mp4"
 
 if [[ $run_tests -eq 1 ]]; then
   echo "== 4/4 tests"

@@ -57,6 +57,7 @@ int worker_bench_vae(const struct bench_vae_options *o) {
            dec ? "decode" : "encode", (long long)o->width, (long long)o->height, (long long)f_run, (long long)f_all,
            (long long)o->pixel_frames, (long long)c.base_dim, (long long)v->n_params, exec_ctx_threads(&ctx),
            arena / 1048576.0, v->weight_arena.size / 1048576.0);
+    fflush(stdout);
     double total = 0, steady = 0;
     for (int64_t f = 0; rc == ERR_OK && f < f_run; f++) {
         const int64_t pushes = dec ? 1 : (f == 0 ? 1 : 4);

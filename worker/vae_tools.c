@@ -79,9 +79,6 @@ int worker_vae_decode(const struct vae_decode_options *o) {
     const int64_t f = lat.shape[1], lh = lat.shape[2], lw = lat.shape[3];
     sink.h = lh * sf, sink.w = lw * sf, sink.t_total = wan_vae_decoded_frames(&v->cfg, f);
     struct exec_ctx ctx = exec_ctx_cpu(o->threads);
-    LOG_INFO("vae-decode: %lld latent frames %lldx%lld -> %lld frames %lldx%lld; stream memory %.1f MiB (%d threads)",
-             (long long)f, (long long)lw, (long long)lh, (long long)sink.t_total, (long long)sink.w, (long long)sink.h,
-             wan_vae_stream_bytes(v, true, sink.h, sink.w) / 1048576.0, exec_ctx_threads(&ctx));
     if (to_video) {
         struct video_writer_options wo;
         video_writer_default_options(&wo);
@@ -96,6 +93,10 @@ int worker_vae_decode(const struct vae_decode_options *o) {
         if (rc == ERR_OK) rc = h5_create(&out, o->out_path, o->force);
     }
     if (rc == ERR_OK) rc = wan_vae_stream_open(&stream, v, &ctx, true, sink.h, sink.w, decode_sink_frame, &sink);
+    if (rc == ERR_OK)
+        LOG_INFO("vae-decode: %lld latent frames %lldx%lld -> %lld frames %lldx%lld; stream memory %.1f MiB (%d threads)",
+                 (long long)f, (long long)lw, (long long)lh, (long long)sink.t_total, (long long)sink.w,
+                 (long long)sink.h, wan_vae_stream_bytes(v, true, sink.h, sink.w) / 1048576.0, exec_ctx_threads(&ctx));
     zframe = malloc((size_t)(z * lh * lw) * sizeof(float));
     if (rc == ERR_OK && !zframe) rc = err_set(ERR_NOMEM, "out of memory");
     const double t0 = time_now();

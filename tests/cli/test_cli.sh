@@ -176,5 +176,43 @@ done
 if h5diff -d 1e-4 "$tmp/ctx_golden.h5" "$golden/text_ascii.h5" context context >/dev/null; then ok "encode-text context matches the reference within 1e-4"; else bad "encode-text context differs from the reference"; fi
 no_file "$o" "failed encode-text runs"
 
+# ---- the VAE: vae-decode / vae-encode (the example input's latents [16, 4, 16, 16] -> 13 frames 128x128) ----
+vin="$m/examples/dit_input.h5"
+vo="$tmp/vae_out"
+mkdir -p "$vo"
+expect 0 "" "vae-decode to HDF5" -- "$bin" vae-decode --model "$m" --in "$vin" --out "$vo/video.h5"
+if "$bin" inspect "$vo/video.h5" | grep -qE "video +float32 +\[3, 13, 128, 128\]"; then ok "video [3, 13, 128, 128] written"; else bad "video missing or misshaped"; fi
+expect 0 "" "vae-decode to MP4 at 30000/1001 fps" -- "$bin" vae-decode --model "$m" --in "$vin" --out "$vo/video.mp4" --fps 30000/1001
+probe=$(ffprobe -v error -count_frames -select_streams v:0 -show_entries stream=codec_name,width,height,r_frame_rate,nb_read_frames,pix_fmt -of csv=p=0 "$vo/video.mp4")
+[ "$probe" = "h264,128,128,yuv420p,30000/1001,13" ] && ok "ffprobe: $probe" || bad "ffprobe says '$probe', expected h264,128,128,yuv420p,30000/1001,13"
+expect 0 "" "vae-decode to WebM (av1)" -- "$bin" vae-decode --model "$m" --in "$vin" --out "$vo/video.webm" --codec av1 --fps 16
+probe=$(ffprobe -v error -count_frames -select_streams v:0 -show_entries stream=codec_name,r_frame_rate,nb_read_frames -of csv=p=0 "$vo/video.webm")
+[ "$probe" = "av1,16/1,13" ] && ok "ffprobe: $probe" || bad "ffprobe says '$probe', expected av1,16/1,13"
+expect 0 "" "vae-encode the decoded HDF5 video" -- "$bin" vae-encode --model "$m" --in "$vo/video.h5" --out "$vo/lat.h5"
+if "$bin" inspect "$vo/lat.h5" | grep -qE "latents +float32 +\[16, 4, 16, 16\]"; then ok "latents [16, 4, 16, 16] from HDF5"; else bad "latents from HDF5 misshaped"; fi
+expect 0 "" "vae-encode the MP4 at 64x32 (centre crop)" -- "$bin" vae-encode --model "$m" --in "$vo/video.mp4" --out "$vo/lat_mp4.h5" --size 64x32
+if "$bin" inspect "$vo/lat_mp4.h5" | grep -qE "latents +float32 +\[16, 4, 4, 8\]"; then ok "latents [16, 4, 4, 8] from MP4"; else bad "latents from MP4 misshaped"; fi
+ffmpeg -v error -f lavfi -i testsrc=size=96x64:rate=1 -frames:v 1 "$vo/still.png"
+expect 0 "" "vae-encode a PNG" -- "$bin" vae-encode --model "$m" --in "$vo/still.png" --out "$vo/lat_png.h5" --size 48x32
+if "$bin" inspect "$vo/lat_png.h5" | grep -qE "latents +float32 +\[16, 1, 4, 6\]"; then ok "latents [16, 1, 4, 6] from PNG"; else bad "latents from PNG misshaped"; fi
+vx="$vo/x.mp4"
+h5copy -i "$vin" -o "$tmp/mislabelled.h5" -s timesteps -d latents
+ffmpeg -v error -f lavfi -i testsrc=size=100x60:rate=1 -frames:v 1 "$vo/odd.png"
+expect 1 "error: .*missing.h5" "vae-decode missing input" -- "$bin" vae-decode --model "$m" --in "$tmp/missing.h5" --out "$vx"
+expect 1 "error: .*dataset 'latents' has shape \[4\]; expected \[16, F, h, w\]" "vae-decode wrong latents shape" -- "$bin" vae-decode --model "$m" --in "$tmp/mislabelled.h5" --out "$vx"
+expect 1 "error: .*unsupported video codec 'foo'" "vae-decode unsupported codec" -- "$bin" vae-decode --model "$m" --in "$vin" --out "$vx" --codec foo
+expect 1 "error: .*webm container cannot hold h264" "vae-decode webm with h264" -- "$bin" vae-decode --model "$m" --in "$vin" --out "$vo/x.webm"
+expect 1 "error: --out .*x.avi: expected a .h5, .mp4, .mkv or .webm" "vae-decode unknown container" -- "$bin" vae-decode --model "$m" --in "$vin" --out "$vo/x.avi"
+expect 1 "error: .*no VAE \(expected vae/config.json" "vae-decode without a VAE" -- "$bin" vae-decode --model "$m/transformer" --in "$vin" --out "$vx"
+expect 2 "--fps: " "vae-decode bad fps" -- "$bin" vae-decode --model "$m" --in "$vin" --out "$vx" --fps 0
+expect 1 "error: .*multiples of 16" "vae-encode size not a multiple of 16" -- "$bin" vae-encode --model "$m" --in "$vo/still.png" --out "$vx.h5" --size 40x24
+expect 1 "error: .*multiples of 16" "vae-encode a 100x60 PNG without --size" -- "$bin" vae-encode --model "$m" --in "$vo/odd.png" --out "$vx.h5"
+printf 'not a video\n' >"$vo/notes.mp4"
+expect 1 "error: .*notes.mp4: not an image or video" "vae-encode a text file" -- "$bin" vae-encode --model "$m" --in "$vo/notes.mp4" --out "$vx.h5"
+expect 1 "error: .*already exists" "vae-decode refuses an existing output" -- "$bin" vae-decode --model "$m" --in "$vin" --out "$vo/video.mp4"
+no_file "$vx" "failed vae-decode runs"
+no_file "$vx.h5" "failed vae-encode runs"
+if ls "$vo" | grep -q "\.tmp-"; then bad "a temp file was left in $vo"; else ok "no temp files left"; fi
+
 echo "test_cli: $([ $fails -eq 0 ] && echo "passed $checks checks" || echo "FAILED $fails of $checks checks")"
 [ $fails -eq 0 ]
