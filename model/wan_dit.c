@@ -16,6 +16,7 @@
 #include "core/rng.h"
 #include "io/fs.h"
 #include "io/safetensors.h"
+#include "model/wan_vae.h"
 
 /* ------------------------------------------------------------------------------------------------
  * Locating the files of a model directory
@@ -56,7 +57,18 @@ int wan_model_locate(const char *dir, struct wan_model_files *files) {
     }
     fs_free_list(&names, &n);
     TRY(fs_list_dir(wdir, ".safetensors", &names, &n));
+    /* the original layout keeps the VAE next to the DiT (Wan2.1_VAE.safetensors): not DiT weights */
+    size_t kept = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (wan_vae_is_original_file_name(names[i])) {
+            free(names[i]);
+            continue;
+        }
+        names[kept++] = names[i];
+    }
+    n = kept;
     if (n == 0) {
+        fs_free_list(&names, &n);
         return err_set(ERR_MISSING,
                        "%s: no *.safetensors weights (torch .pth/.bin checkpoints are not read; convert them to "
                        "safetensors)",

@@ -392,6 +392,13 @@ size_t wan_vae_tensor_list(const struct wan_vae_config *c, struct vae_tensor_des
 
 /* ---- loading ---- */
 
+/* The original layout's VAE file, converted to safetensors (Wan2.1_VAE.pth upstream; ComfyUI's repackaging). */
+static const char *const ORIGINAL_FILE_NAMES[2] = {"Wan2.1_VAE.safetensors", "wan_2.1_vae.safetensors"};
+
+bool wan_vae_is_original_file_name(const char *name) {
+    return strcmp(name, ORIGINAL_FILE_NAMES[0]) == 0 || strcmp(name, ORIGINAL_FILE_NAMES[1]) == 0;
+}
+
 static int locate(const char *path, char *config_path, size_t ccap, char *wdir, size_t wcap, char *single,
                   size_t scap) {
     config_path[0] = single[0] = wdir[0] = '\0';
@@ -423,9 +430,8 @@ static int locate(const char *path, char *config_path, size_t ccap, char *wdir, 
         err_clear();
     }
     config_path[0] = wdir[0] = '\0';
-    static const char *const originals[] = {"Wan2.1_VAE.safetensors", "wan_2.1_vae.safetensors"};
     for (int i = 0; i < 2; i++) {
-        TRY(fs_join(cand, sizeof cand, path, originals[i]));
+        TRY(fs_join(cand, sizeof cand, path, ORIGINAL_FILE_NAMES[i]));
         if (fs_is_file(cand)) {
             snprintf(single, scap, "%s", cand);
             return ERR_OK;

@@ -91,6 +91,8 @@ int wan_vae_load(struct wan_vae **out, const char *path);
 /* A VAE of config c with random weights (benchmarks; no files). */
 int wan_vae_create_random(struct wan_vae **out, const struct wan_vae_config *c, uint64_t seed);
 void wan_vae_free(struct wan_vae **v);
+/* True for the file names the original layout's VAE has next to the DiT (the DiT loader skips them). */
+bool wan_vae_is_original_file_name(const char *name);
 
 /* Diffusers tensor names and shapes of a VAE with config c, in a fixed order (the tiny model writer uses
  * them). Returns the count; fills up to cap entries. */

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "core/error.h"
+#include "io/safetensors.h"
 #include "tests/common/test_util.h"
 
 int golden_model_options(const char *args, struct wan_tiny_options *o) {
@@ -77,5 +78,31 @@ bool golden_model_matches(struct wan_model *m, const struct h5_file *f, const ch
             "%.0f). HINT: the tiny-model generator changed; regenerate the goldens with scripts/make-goldens.sh and "
             "scripts/make-goldens-sampling.sh",
             what, sum, want_sum, (long long)count, want_count);
+    return same;
+}
+
+bool golden_st_matches(const struct st_set *st, const struct h5_file *f, const char *attr_prefix, const char *what,
+                       const char *regen_script) {
+    double sum = 0, sumsq = 0;
+    int64_t count = 0;
+    for (size_t i = 0; i < st_count(st); i++) {
+        const struct st_tensor *t = st_at(st, i);
+        const size_t n = t->nbytes / dtype_size(t->dtype);
+        float *v = malloc((n ? n : 1) * sizeof(float));
+        if (!v) T_REQUIRE(v != NULL, "out of memory");
+        dtype_to_f32(v, t->data, t->dtype, n);
+        for (size_t k = 0; k < n; k++) sum += v[k], sumsq += (double)v[k] * v[k];
+        count += (int64_t)n;
+        free(v);
+    }
+    char key[3][96];
+    snprintf(key[0], sizeof key[0], "%s_sum", attr_prefix);
+    snprintf(key[1], sizeof key[1], "%s_sumsq", attr_prefix);
+    snprintf(key[2], sizeof key[2], "%s_count", attr_prefix);
+    const double ws = attr_number(f, key[0]), wq = attr_number(f, key[1]), wc = attr_number(f, key[2]);
+    const bool same = (double)count == wc && fabs(sum - ws) <= 1e-9 * (fabs(ws) + sumsq) && fabs(sumsq - wq) <= 1e-9 * wq;
+    T_CHECK(same, "%s: the tiny model's weights differ from the golden's (sum %.17g vs %.17g, count %lld vs %.0f). "
+                  "HINT: regenerate with %s",
+            what, sum, ws, (long long)count, wc, regen_script);
     return same;
 }

@@ -23,4 +23,9 @@ struct wan_model *golden_model_load(const char *tmp, const char *args, const cha
 /* Compare the loaded weights with the fingerprint attributes of golden file f; prints a hint on mismatch. */
 bool golden_model_matches(struct wan_model *m, const struct h5_file *f, const char *what);
 
+struct st_set;
+/* Compare the weights of st (all tensors, as f32) with the golden's <attr_prefix>_sum / _sumsq / _count
+ * attributes; on mismatch the failure names regen_script. */
+bool golden_st_matches(const struct st_set *st, const struct h5_file *f, const char *attr_prefix, const char *what,
+                       const char *regen_script);
 #endif /* REELFARM_TESTS_GOLDEN_MODELS_H */

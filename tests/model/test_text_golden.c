@@ -22,32 +22,6 @@
 #include "tests/common/golden_models.h"
 #include "tests/common/test_util.h"
 
-static bool fingerprint_matches(const struct umt5_model *m, const struct h5_file *f, const char *what) {
-    double sum = 0, sumsq = 0;
-    int64_t count = 0;
-    for (size_t i = 0; i < st_count(m->st); i++) {
-        const struct st_tensor *t = st_at(m->st, i);
-        const size_t n = t->nbytes / dtype_size(t->dtype);
-        float *v = malloc((n ? n : 1) * sizeof(float));
-        T_REQUIRE(v != NULL, "out of memory");
-        dtype_to_f32(v, t->data, t->dtype, n);
-        for (size_t k = 0; k < n; k++) sum += v[k], sumsq += (double)v[k] * v[k];
-        count += (int64_t)n;
-        free(v);
-    }
-    char s[3][128];
-    T_REQUIRE(h5_attr_get_str(f, "text_weight_sum", s[0], sizeof s[0]) == ERR_OK &&
-                  h5_attr_get_str(f, "text_weight_sumsq", s[1], sizeof s[1]) == ERR_OK &&
-                  h5_attr_get_str(f, "text_weight_count", s[2], sizeof s[2]) == ERR_OK,
-              "%s: fingerprint attributes: %s", what, err_message());
-    const double ws = strtod(s[0], NULL), wq = strtod(s[1], NULL), wc = strtod(s[2], NULL);
-    const bool same = (double)count == wc && fabs(sum - ws) <= 1e-9 * (fabs(ws) + sumsq) && fabs(sumsq - wq) <= 1e-9 * wq;
-    T_CHECK(same, "%s: the tiny text encoder differs from the golden's (sum %.17g vs %.17g). HINT: regenerate with "
-                  "scripts/make-goldens-text.sh",
-            what, sum, ws);
-    return same;
-}
-
 /* Tokenize and encode one prompt; require the golden's ids, mask and context. Returns the token count. */
 static int64_t check_prompt(const struct h5_file *f, const struct umt5_model *m, const struct tokenizer *tok,
                             const char *name, const char *which, const char *prompt, const int64_t *gids,
@@ -126,7 +100,7 @@ int main(int argc, char **argv) {
         struct umt5_model *m = NULL;
         struct tokenizer *tok = NULL;
         T_REQUIRE(umt5_load(&m, mdir) == ERR_OK && tokenizer_open(&tok, mdir, text_len) == ERR_OK, "%s", err_message());
-        fingerprint_matches(m, f, name);
+        golden_st_matches(m->st, f, "text_weight", name, "scripts/make-goldens-text.sh");
         cases++;
 
         int64_t nt = check_prompt(f, m, tok, name, "", prompt, gids, gmask, &gctx, text_len, &did_control);

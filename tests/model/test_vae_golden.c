@@ -64,34 +64,14 @@ static void probe(void *user, const char *layer, int64_t index, const struct ten
     }
 }
 
-static bool fingerprint_matches(const char *model_dir, const struct h5_file *f, const char *what) {
+/* The VAE file's weights against the golden's fingerprint. */
+static void fingerprint_matches(const char *model_dir, const struct h5_file *f, const char *what) {
     char path[1300];
     snprintf(path, sizeof path, "%s/vae/diffusion_pytorch_model.safetensors", model_dir);
     struct st_set *st = NULL;
     T_REQUIRE(st_open(&st, path) == ERR_OK, "%s", err_message());
-    double sum = 0, sumsq = 0;
-    int64_t count = 0;
-    for (size_t i = 0; i < st_count(st); i++) {
-        const struct st_tensor *t = st_at(st, i);
-        const size_t n = t->nbytes / dtype_size(t->dtype);
-        float *v = malloc((n ? n : 1) * sizeof(float));
-        dtype_to_f32(v, t->data, t->dtype, n);
-        for (size_t k = 0; k < n; k++) sum += v[k], sumsq += (double)v[k] * v[k];
-        count += (int64_t)n;
-        free(v);
-    }
+    golden_st_matches(st, f, "model_weight", what, "scripts/make-goldens-vae.sh");
     st_close(&st);
-    char s[3][128];
-    T_REQUIRE(h5_attr_get_str(f, "model_weight_sum", s[0], sizeof s[0]) == ERR_OK &&
-                  h5_attr_get_str(f, "model_weight_sumsq", s[1], sizeof s[1]) == ERR_OK &&
-                  h5_attr_get_str(f, "model_weight_count", s[2], sizeof s[2]) == ERR_OK,
-              "%s: fingerprint attributes: %s", what, err_message());
-    const double ws = strtod(s[0], NULL), wq = strtod(s[1], NULL), wc = strtod(s[2], NULL);
-    const bool same = (double)count == wc && fabs(sum - ws) <= 1e-9 * (fabs(ws) + sumsq) && fabs(sumsq - wq) <= 1e-9 * wq;
-    T_CHECK(same, "%s: the tiny VAE differs from the golden's (sum %.17g vs %.17g). HINT: regenerate with "
-                  "scripts/make-goldens-vae.sh",
-            what, sum, ws);
-    return same;
 }
 
 /* Push input [C, T, H, W] frame by frame through a stream of v. */
