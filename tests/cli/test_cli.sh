@@ -195,6 +195,11 @@ if "$bin" inspect "$vo/lat_mp4.h5" | grep -qE "latents +float32 +\[16, 4, 4, 8\]
 ffmpeg -v error -f lavfi -i testsrc=size=96x64:rate=1 -frames:v 1 "$vo/still.png"
 expect 0 "" "vae-encode a PNG" -- "$bin" vae-encode --model "$m" --in "$vo/still.png" --out "$vo/lat_png.h5" --size 48x32
 if "$bin" inspect "$vo/lat_png.h5" | grep -qE "latents +float32 +\[16, 1, 4, 6\]"; then ok "latents [16, 1, 4, 6] from PNG"; else bad "latents from PNG misshaped"; fi
+# the binary against the VAE goldens (the golden model above is the VAE goldens' --seed 7 model too)
+expect 0 "" "vae-decode a golden's latents" -- "$bin" vae-decode --model "$gm" --in "$golden/vae_decode_f3.h5" --out "$vo/g_video.h5"
+if h5diff -d 1e-5 "$vo/g_video.h5" "$golden/vae_decode_f3.h5" video video >/dev/null; then ok "vae-decode video matches the reference within 1e-5"; else bad "vae-decode video differs from the reference"; fi
+expect 0 "" "vae-encode a golden's video" -- "$bin" vae-encode --model "$gm" --in "$golden/vae_encode_t9.h5" --out "$vo/g_lat.h5"
+if h5diff -d 1e-5 "$vo/g_lat.h5" "$golden/vae_encode_t9.h5" latents latents >/dev/null; then ok "vae-encode latents match the reference within 1e-5"; else bad "vae-encode latents differ from the reference"; fi
 vx="$vo/x.mp4"
 h5copy -i "$vin" -o "$tmp/mislabelled.h5" -s timesteps -d latents
 ffmpeg -v error -f lavfi -i testsrc=size=100x60:rate=1 -frames:v 1 "$vo/odd.png"
