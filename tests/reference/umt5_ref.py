@@ -442,15 +442,8 @@ def cmd_tokenize(args):
 def fingerprint(model_dir):
     """(sum, sum of squares, count) over every encoder parameter (the embedding once, even when both its
     names are stored), values taken as float32, accumulated in float64 in param_table order per tensor."""
-    cfg, params = load_encoder(model_dir, dtype=torch.float64)
-    total = sumsq = 0.0
-    count = 0
-    for name in sorted(params):
-        a = params[name].to(torch.float32).to(torch.float64)
-        total += float(a.sum())
-        sumsq += float((a * a).sum())
-        count += a.numel()
-    return total, sumsq, count
+    _, params = load_encoder(model_dir, dtype=torch.float64)
+    return wdr.params_fingerprint(params)
 
 
 def cmd_fingerprint(args):

@@ -909,10 +909,10 @@ def _maxabs(a, b):
     return float(np.max(np.abs(np.asarray(a, np.float64) - np.asarray(b, np.float64))))
 
 
-def cmd_fingerprint(args):
-    """Sum and sum of squares (float64) of every stored weight value, as float32: the golden files record
-    them so the C test can tell a changed tiny-model generator from a numerical regression."""
-    _, params = load_model(args.model, dtype=torch.float64)
+def params_fingerprint(params):
+    """(sum, sum of squares, count) of every parameter value taken as float32, accumulated in float64 per
+    tensor in sorted name order: the golden files record them so the C tests can tell a changed tiny-model
+    generator from a numerical regression. Shared by the DiT, text-encoder and VAE references."""
     total = sumsq = 0.0
     count = 0
     for name in sorted(params):
@@ -920,7 +920,12 @@ def cmd_fingerprint(args):
         total += float(a.sum())
         sumsq += float((a * a).sum())
         count += a.numel()
-    print("%.17g %.17g %d" % (total, sumsq, count))
+    return total, sumsq, count
+
+
+def cmd_fingerprint(args):
+    _, params = load_model(args.model, dtype=torch.float64)
+    print("%.17g %.17g %d" % params_fingerprint(params))
 
 
 def cmd_selftest(args):

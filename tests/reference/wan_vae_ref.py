@@ -816,14 +816,7 @@ def fingerprint(model_dir, naming="diffusers"):
     """(sum, sum of squares, count) over every VAE weight, values taken as float32, accumulated in float64
     per tensor in sorted Diffusers-name order (the semantics of wan_dit_ref.py fingerprint)."""
     _, P = load_vae(model_dir, torch.float64, naming)
-    total = sumsq = 0.0
-    count = 0
-    for name in sorted(P):
-        a = P[name].to(torch.float32).to(torch.float64)
-        total += float(a.sum())
-        sumsq += float((a * a).sum())
-        count += a.numel()
-    return total, sumsq, count
+    return wdr.params_fingerprint(P)
 
 
 def cmd_fingerprint(args):
