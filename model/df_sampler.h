@@ -57,4 +57,48 @@ int df_denoise_window(const struct wan_model *m, const struct exec_ctx *ctx, con
                       const struct df_window *w, float *out_latents, struct df_schedule *sched,
                       df_progress_fn progress, void *progress_user);
 
+/* ---- the same loop one row at a time, with its state exported for checkpoints (exact resume) ----
+ *
+ * df_run_open validates and allocates everything (the window tensors in *w must outlive the run) and sets
+ * the window to noise + prefix + end latent; df_run_row runs the next row. The whole state between rows is
+ * the window latents and each generated frame's solver state (counters and four buffers: three x0 history
+ * slots and the last sample); everything else (schedule, grid, add-noise draws addressed by seed, chunk and
+ * row) is a pure function of the settings. df_run_export / df_run_import copy it out and back in, so a run
+ * imported from an export continues bit-identically. */
+struct df_run;
+
+/* Called at named points inside a row ("mid-row": between the conditional and unconditional forwards);
+ * the render's test hooks use it to interrupt a row. */
+typedef void (*df_hook_fn)(void *user, const char *point);
+
+enum { DF_SOLVER_INTS = 5 }; /* k, this_order, lower_order_nums, slot_prev1, slot_prev2 */
+
+struct df_run_state_shape {
+    int64_t channels, frames, columns, height, width; /* columns = frames (+ 1 with an end latent) */
+    int64_t prefix, rows;
+};
+
+/* Buffers the caller allocates from df_run_state_shape: */
+struct df_run_state {
+    int64_t next_row;
+    float *window;          /* [channels, columns, height, width] */
+    int32_t *solver_ints;   /* [frames, DF_SOLVER_INTS] (zeros for prefix frames) */
+    float *solver_buffers;  /* [frames, 4, channels, height * width] (zeros for prefix frames) */
+};
+
+int df_run_open(struct df_run **out, const struct wan_model *m, const struct exec_ctx *ctx, const struct df_sampling *s,
+                const struct df_window *w);
+void df_run_close(struct df_run **r);
+void df_run_set_hook(struct df_run *r, df_hook_fn hook, void *user);
+const struct df_schedule *df_run_schedule(const struct df_run *r);
+int64_t df_run_next_row(const struct df_run *r);
+bool df_run_done(const struct df_run *r);
+void df_run_row(struct df_run *r);
+/* The generated frames [16, F, H, W] (end latent excluded) into a host buffer. */
+void df_run_latents(const struct df_run *r, float *out_latents);
+void df_run_state_shape(const struct df_run *r, struct df_run_state_shape *sh);
+void df_run_export(const struct df_run *r, struct df_run_state *st);
+/* Validates the counters (ERR_FORMAT naming the frame) before changing anything. */
+int df_run_import(struct df_run *r, const struct df_run_state *st);
+
 #endif /* REELFARM_MODEL_DF_SAMPLER_H */

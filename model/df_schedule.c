@@ -24,11 +24,6 @@ static int validate(const struct df_schedule_params *p) {
     if (p->num_pre_ready < 0 || p->num_pre_ready >= f)
         return err_set(ERR_INVALID_ARG, "%lld prefix frames leave nothing to generate in a window of %lld latent frames",
                        (long long)p->num_pre_ready, (long long)f);
-    if (p->num_pre_ready % cbs != 0)
-        return err_set(ERR_INVALID_ARG,
-                       "%lld prefix frames are not a whole number of causal blocks of %lld frames; use a prefix of "
-                       "%lld frames or --causal-block-size 1",
-                       (long long)p->num_pre_ready, (long long)cbs, (long long)(p->num_pre_ready / cbs * cbs));
     const int64_t base = p->base_frames ? p->base_frames : f;
     if (base < cbs || base % cbs != 0)
         return err_set(ERR_INVALID_ARG, "base window of %lld latent frames is not a multiple of --causal-block-size %lld",
@@ -123,7 +118,10 @@ int df_schedule_build(struct df_schedule *s, const struct df_schedule_params *p)
         for (int64_t fr = 0; fr < cols; fr++) {
             int64_t i;
             uint8_t u;
-            if (fr < p->frames) {
+            if (fr < p->num_pre_ready) { /* clean prefix frame, also inside a partly ready block */
+                i = done;
+                u = 0;
+            } else if (fr < p->frames) {
                 i = idx[r * nb + fr / cbs];
                 u = upd[r * nb + fr / cbs];
             } else { /* end frame: clean, never updated */

@@ -8,7 +8,11 @@
  * unlike upstream (which requires causal_block_size 1 for it) the matrix of the generated frames is built
  * first and the end column appended, which gives the same schedule for block size 1 and works for any.
  * Settings that upstream would turn into an out-of-range access are refused up front with a message that
- * says what to change.
+ * says what to change. A prefix that is not a whole number of blocks (an image prefix of 1 frame with
+ * causal_block_size > 1) is handled sensibly instead of upstream's way (spec 6.6, 13.16: upstream schedules
+ * the clean image frame like noise, or drops it): the whole blocks it covers are ready, and its frames in
+ * the partly covered block stay clean (timestep 0, never updated) while the block's other frames follow the
+ * block's schedule.
  */
 #ifndef REELFARM_MODEL_DF_SCHEDULE_H
 #define REELFARM_MODEL_DF_SCHEDULE_H

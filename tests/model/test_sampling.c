@@ -292,8 +292,6 @@ static void test_matrix_examples(void) {
         const char *must;
     } bad[] = {
         {{.frames = 25, .steps = 30, .step_template = g.timesteps, .causal_block_size = 2}, "use a window of 24 or 26"},
-        {{.frames = 25, .steps = 30, .step_template = g.timesteps, .causal_block_size = 5, .num_pre_ready = 3},
-         "use a prefix of 0 frames or --causal-block-size 1"},
         {{.frames = 25, .steps = 30, .step_template = g.timesteps, .causal_block_size = 1, .ar_step = -1}, "--ar-step -1"},
         {{.frames = 5, .steps = 30, .step_template = g.timesteps, .causal_block_size = 1, .num_pre_ready = 5},
          "leave nothing to generate"},
@@ -305,6 +303,31 @@ static void test_matrix_examples(void) {
         int rc = df_schedule_build(&s, &bad[i].p);
         T_CHECK(rc == ERR_INVALID_ARG && strstr(err_message(), bad[i].must), "refusal %zu: rc %d '%s'", i, rc,
                 err_message());
+    }
+
+    /* a prefix that is not a whole number of blocks (an image with --causal-block-size 5, spec 6.6): its
+     * frames stay clean, the rest of their block follows the block's schedule, as without a prefix */
+    {
+        struct df_schedule part, none;
+        struct df_schedule_params pp = {.frames = 25, .steps = 30, .step_template = g.timesteps, .causal_block_size = 5,
+                                        .ar_step = 5, .num_pre_ready = 3};
+        T_REQUIRE_OK(df_schedule_build(&part, &pp));
+        pp.num_pre_ready = 0;
+        T_REQUIRE_OK(df_schedule_build(&none, &pp));
+        T_CHECK(part.rows == none.rows, "rows %lld vs %lld", (long long)part.rows, (long long)none.rows);
+        int bad_clean = 0, bad_rest = 0;
+        for (int64_t r = 0; r < part.rows && r < none.rows; r++)
+            for (int64_t j = 0; j < 25; j++) {
+                const int64_t at = r * 25 + j;
+                if (j < 3)
+                    bad_clean += part.timestep[at] != 0 || part.update[at] != 0;
+                else
+                    bad_rest += part.timestep[at] != none.timestep[at] || part.update[at] != none.update[at];
+            }
+        T_CHECK(bad_clean == 0, "%d prefix cells are not clean", bad_clean);
+        T_CHECK(bad_rest == 0, "%d cells after the prefix differ from the schedule without a prefix", bad_rest);
+        df_schedule_free(&part);
+        df_schedule_free(&none);
     }
     unipc_grid_free(&g);
 }
