@@ -24,6 +24,7 @@ const char *err_code_name(int code) {
     case ERR_NOMEM: return "out-of-memory";
     case ERR_UNSUPPORTED: return "unsupported";
     case ERR_EXISTS: return "exists";
+    case ERR_INTERRUPTED: return "interrupted";
     default: return "unknown";
     }
 }

@@ -35,6 +35,7 @@ enum err_code {
     ERR_NOMEM = -7,       /* an allocation that may legitimately fail (huge input) */
     ERR_UNSUPPORTED = -8, /* valid input that this build does not handle */
     ERR_EXISTS = -9,      /* refusing to overwrite an existing output */
+    ERR_INTERRUPTED = -10, /* stopped by SIGINT/SIGTERM after saving what resumes it */
 };
 
 /* Name of an error code ("format", "shape", ...). */

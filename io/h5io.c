@@ -4,7 +4,10 @@
 #include <hdf5.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "core/error.h"
 #include "io/fs.h"
@@ -86,7 +89,15 @@ int h5_commit(struct h5_file **fp) {
         fs_remove_quiet(f->tmp_path);
         rc = err_set(ERR_IO, "%s: HDF5 failed to finish the file (disk full?)", f->path);
     } else {
-        rc = fs_commit(f->tmp_path, f->path, f->overwrite);
+        /* durable before it becomes visible: checkpoints must survive a crash right after the rename */
+        const int fd = open(f->tmp_path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0 || fsync(fd) != 0) {
+            rc = err_set(ERR_IO, "%s: fsync failed: %s", f->tmp_path, strerror(errno));
+            fs_remove_quiet(f->tmp_path);
+        } else {
+            rc = fs_commit(f->tmp_path, f->path, f->overwrite);
+        }
+        if (fd >= 0) close(fd);
     }
     free(f);
     *fp = NULL;

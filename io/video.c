@@ -258,8 +258,16 @@ int video_writer_open(struct video_writer **out, const char *path, const struct 
     w->height = opt->height;
     w->overwrite = opt->overwrite;
     w->encoder = codec->name;
-    rc = fs_temp_path(w->tmp_path, sizeof w->tmp_path, path);
-    if (rc < 0) goto end;
+    if (opt->temp_path) {
+        if (strlen(opt->temp_path) >= sizeof w->tmp_path) {
+            rc = err_set(ERR_INVALID_ARG, "path too long: %s", opt->temp_path);
+            goto end;
+        }
+        snprintf(w->tmp_path, sizeof w->tmp_path, "%s", opt->temp_path);
+    } else {
+        rc = fs_temp_path(w->tmp_path, sizeof w->tmp_path, path);
+        if (rc < 0) goto end;
+    }
 
     /* "file:" keeps a name like "a:b.mp4" from being taken as a protocol. */
     char url[PATH_MAX + 48];
@@ -329,7 +337,9 @@ int video_writer_open(struct video_writer **out, const char *path, const struct 
                      video_av_detail(ar, detail, sizeof detail));
         goto end;
     }
-    if (!strcmp(container, "mp4")) av_dict_set(&mux_opts, "movflags", "+faststart", 0);
+    if (!strcmp(container, "mp4"))
+        av_dict_set(&mux_opts, "movflags", opt->fragmented ? "+frag_keyframe+empty_moov+default_base_moof" : "+faststart",
+                    0);
     ar = avformat_write_header(w->oc, &mux_opts);
     if (ar < 0) {
         rc = err_set(ERR_IO, "%s: cannot write the %s header: %s", path, container,

@@ -66,6 +66,10 @@ struct video_writer_options {
     const char *preset;   /* NULL: the encoder's default (x264/x265 "medium", SVT-AV1 its default);
                            * an unknown name, or any preset for libaom-av1, is ERR_INVALID_ARG */
     bool overwrite;       /* replace an existing output */
+    const char *temp_path; /* NULL: a unique temp sibling; else this name (replaced if it exists), so a
+                            * resumed render writes where the interrupted one did */
+    bool fragmented;      /* MP4: fragments (empty moov, a fragment per keyframe) instead of +faststart,
+                           * so the growing temp file plays while frames are still being added */
 };
 /* 0 x 0 (must be set), 24/1 fps, h264, default crf and preset, no overwrite. */
 void video_writer_default_options(struct video_writer_options *o);
