@@ -1,8 +1,14 @@
 /* kernels/cpu/kern_linear.c - y = x w^T + b through OpenBLAS sgemm.
  *
  * All CPU parallelism in reelfarm is OpenMP; OpenBLAS is kept single-threaded (kern_cpu_threads)
- * and each OpenMP thread multiplies its own block of rows (or of output columns when there are
- * few rows), so two thread pools never spin against each other.
+ * and each OpenMP thread multiplies whole output tiles, so two thread pools never spin against each
+ * other.
+ *
+ * Determinism: OpenBLAS's rounding of an output element depends on the shape of the sgemm call that
+ * computes it, not only on K (its kernel and edge-case choices follow M and N; measured with 0.3.21's
+ * Cooper Lake kernels, e.g. a 1-row GEMM split into two column halves). The output is therefore cut
+ * into tiles that are a function of (M, N) alone, never of the thread count, and a single thread
+ * walks the same tiles: every element comes from the same call at any thread count. K is never split.
  * Mirrors torch.nn.Linear (weights [out, in]).
  */
 #include <cblas.h>
@@ -11,7 +17,11 @@
 
 #include "kernels/cpu/kern_cpu.h"
 
-enum { LINEAR_MIN_ROWS_PER_THREAD = 32 };
+/* Tiles: row bands of at most LINEAR_TILE_ROWS (balanced), each sgemm repacking the weight once; when
+ * that gives fewer than LINEAR_MIN_TILES bands, the columns are split too (at least LINEAR_TILE_MIN_COLS
+ * wide, a multiple of 16). Larger tiles repack less (1024-row bands cost about 2 % against one sgemm
+ * on the 2-core EPYC); more tiles feed more threads. */
+enum { LINEAR_TILE_ROWS = 1024, LINEAR_TILE_MIN_COLS = 256, LINEAR_MIN_TILES = 4 };
 
 static void linear_block(float *y, int64_t ldy, const float *x, int64_t ldx, const float *w, int64_t ldw,
                          const float *b, int64_t m, int64_t n, int64_t k) {
@@ -32,28 +42,24 @@ void kern_linear_cpu(const struct exec_ctx *ctx, struct tensor *y, const struct 
     const float *xd = x->data, *wd = w->data, *bd = b ? b->data : NULL;
     const int64_t ldy = y->stride[0], ldx = x->stride[0], ldw = w->stride[0];
     const int nt = kern_cpu_threads(ctx);
+    if (m <= 0 || n <= 0) return;
 
-    if (nt == 1) {
-        linear_block(yd, ldy, xd, ldx, wd, ldw, bd, m, n, k);
-        return;
-    }
-    if (m >= (int64_t)nt * LINEAR_MIN_ROWS_PER_THREAD) {
-        /* Row blocks: every thread streams the whole weight once. */
-        int64_t per = (m + nt - 1) / nt;
-#pragma omp parallel for num_threads(nt) schedule(static)
-        for (int t = 0; t < nt; t++) {
-            int64_t r0 = (int64_t)t * per, r1 = r0 + per < m ? r0 + per : m;
-            if (r0 < r1) linear_block(yd + r0 * ldy, ldy, xd + r0 * ldx, ldx, wd, ldw, bd, r1 - r0, n, k);
-        }
-    } else {
-        /* Few rows (time embeddings, per-frame tables): split the output columns instead. */
-        int64_t per = ((n + nt - 1) / nt + 15) / 16 * 16;
-#pragma omp parallel for num_threads(nt) schedule(static)
-        for (int t = 0; t < nt; t++) {
-            int64_t c0 = (int64_t)t * per, c1 = c0 + per < n ? c0 + per : n;
-            if (c0 < c1)
-                linear_block(yd + c0, ldy, xd, ldx, wd + c0 * ldw, ldw, bd ? bd + c0 : NULL, m, c1 - c0, k);
-        }
+    /* The tiling depends on m and n only (see the top of the file). */
+    const int64_t row_tiles = (m + LINEAR_TILE_ROWS - 1) / LINEAR_TILE_ROWS;
+    const int64_t rows = (m + row_tiles - 1) / row_tiles;
+    int64_t col_tiles = (LINEAR_MIN_TILES + row_tiles - 1) / row_tiles;
+    const int64_t max_col_tiles = (n + LINEAR_TILE_MIN_COLS - 1) / LINEAR_TILE_MIN_COLS;
+    if (col_tiles > max_col_tiles) col_tiles = max_col_tiles;
+    const int64_t cols = ((n + col_tiles - 1) / col_tiles + 15) / 16 * 16;
+    col_tiles = (n + cols - 1) / cols;
+    const int64_t tiles = row_tiles * col_tiles;
+
+#pragma omp parallel for num_threads(nt) schedule(dynamic, 1) if (nt > 1 && tiles > 1)
+    for (int64_t t = 0; t < tiles; t++) {
+        const int64_t r0 = (t / col_tiles) * rows, c0 = (t % col_tiles) * cols;
+        const int64_t r1 = r0 + rows < m ? r0 + rows : m, c1 = c0 + cols < n ? c0 + cols : n;
+        linear_block(yd + r0 * ldy + c0, ldy, xd + r0 * ldx, ldx, wd + c0 * ldw, ldw, bd ? bd + c0 : NULL, r1 - r0,
+                     c1 - c0, k);
     }
 }
 

@@ -79,6 +79,69 @@ static void check_linear(int64_t m, int64_t k, int64_t n, int64_t ldx, bool bias
     free(x), free(w), free(b), free(ref), guard_free(y);
 }
 
+/* Bit-identical for 1, 2 and 3 threads. OpenBLAS rounds an element differently depending on the shape
+ * of the sgemm call that computes it, so a partition that follows the thread count (as the first CPU
+ * backend's did: 2736 differing outputs of a [16, 3, 8, 8] DiT forward) shows up here. */
+static void check_linear_threads(int64_t m, int64_t k, int64_t n, int64_t ldx) {
+    float *x = rand_buf(m * ldx, 1.0f), *w = rand_buf(n * k, 0.1f), *b = rand_buf(n, 0.5f);
+    float *y[3];
+    struct tensor xt = rows_view(x, m, k, ldx), wt = tensor_f32_2d(w, n, k), bt = tensor_f32_1d(b, n);
+    for (int t = 0; t < 3; t++) {
+        struct exec_ctx c = exec_ctx_cpu(t + 1);
+        y[t] = malloc((size_t)(m * n) * sizeof(float));
+        struct tensor yt = tensor_f32_2d(y[t], m, n);
+        op_linear(&c, &yt, &xt, &wt, &bt);
+    }
+    int64_t diff2 = 0, diff3 = 0;
+    for (int64_t i = 0; i < m * n; i++) {
+        diff2 += memcmp(&y[0][i], &y[1][i], sizeof(float)) != 0;
+        diff3 += memcmp(&y[0][i], &y[2][i], sizeof(float)) != 0;
+    }
+    printf("linear m=%lld k=%lld n=%lld: elements differing from 1 thread: %lld with 2 threads, %lld with 3\n",
+           (long long)m, (long long)k, (long long)n, (long long)diff2, (long long)diff3);
+    T_CHECK(diff2 == 0 && diff3 == 0, "linear m=%lld k=%lld n=%lld depends on the thread count", (long long)m,
+            (long long)k, (long long)n);
+    free(x), free(w), free(b), free(y[0]), free(y[1]), free(y[2]);
+}
+
+static void test_linear_threads(void) {
+    /* the tiny DiT (width 256, FFN 512, text 64, patch 1x2x2) at 48 tokens, 32 text rows, 3 frames */
+    check_linear_threads(48, 64, 256, 64);    /* patch embedding */
+    check_linear_threads(48, 256, 256, 256);  /* q, k, v, o */
+    check_linear_threads(48, 256, 512, 256);  /* FFN in */
+    check_linear_threads(48, 512, 256, 512);  /* FFN out */
+    check_linear_threads(48, 256, 64, 256);   /* head */
+    check_linear_threads(32, 64, 256, 64);    /* text embedding */
+    check_linear_threads(3, 256, 1536, 256);  /* time projection: a few rows, 6 D columns */
+    check_linear_threads(1, 256, 1536, 256);  /* fps embedding (one row): differed before tiling */
+    check_linear_threads(256, 256, 256, 256); /* the tiny model's example input (256 tokens) */
+    check_linear_threads(16, 64, 100, 64);    /* columns not a multiple of 16 */
+    check_linear_threads(96, 96, 16, 100);    /* few columns, strided x */
+    check_linear_threads(2100, 40, 300, 40);  /* several row and column tiles */
+}
+
+/* Attention units are (head, query tile) with fixed tiles: bit-identical for any thread count. */
+static void test_attention_threads(void) {
+    const int64_t lq = 300, lk = 300, heads = 3, dh = 64, w = heads * dh;
+    float *q = rand_buf(lq * w, 1.0f), *k = rand_buf(lk * w, 1.0f), *v = rand_buf(lk * w, 1.0f);
+    struct attn_causal cz = {.tokens_per_frame = 30, .frames_per_block = 2};
+    for (int causal = 0; causal < 2; causal++) {
+        float *y[3];
+        for (int t = 0; t < 3; t++) {
+            struct exec_ctx c = exec_ctx_cpu(t + 1);
+            y[t] = malloc((size_t)(lq * w) * sizeof(float));
+            struct tensor qt = tensor_f32_2d(q, lq, w), kt = tensor_f32_2d(k, lk, w), vt = tensor_f32_2d(v, lk, w),
+                          ot = tensor_f32_2d(y[t], lq, w);
+            op_attention(&c, &ot, &qt, &kt, &vt, (int)heads, 0.125f, causal ? &cz : NULL, false);
+        }
+        const size_t bytes = (size_t)(lq * w) * sizeof(float);
+        T_CHECK(!memcmp(y[0], y[1], bytes) && !memcmp(y[0], y[2], bytes),
+                "attention (causal %d) depends on the thread count", causal);
+        free(y[0]), free(y[1]), free(y[2]);
+    }
+    free(q), free(k), free(v);
+}
+
 static void ref_layernorm(double *out, const float *x, int64_t d, const float *g, const float *b, double eps) {
     double mean = 0, var = 0;
     for (int64_t j = 0; j < d; j++) mean += x[j];
@@ -575,15 +638,18 @@ int main(void) {
     ctx = exec_ctx_cpu(0);
     test_vm_exp();
     check_linear(7, 33, 5, 33, true, 1);
-    check_linear(300, 1536, 97, 1600, true, 0);  /* row split, strided x */
-    check_linear(3, 256, 1000, 256, true, 0);    /* few rows: column split */
+    check_linear(300, 1536, 97, 1600, true, 0);  /* strided x */
+    check_linear(3, 256, 1000, 256, true, 0);    /* few rows: column tiles */
+    check_linear(2100, 40, 300, 40, true, 0);    /* row and column tiles */
     check_linear(64, 128, 64, 128, false, 2);
     check_linear(1, 1, 1, 1, true, 0);
+    test_linear_threads();
     test_norms();
     test_modulation();
     test_activations();
     test_rope();
     test_attention();
+    test_attention_threads();
     test_t5_bucket();
     test_attention_biased();
     test_layout();

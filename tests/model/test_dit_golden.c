@@ -177,6 +177,37 @@ static void check_invariances(const char *tmp, struct golden *g) {
     wan_model_free(&base);
 }
 
+/* Output bit-identical for 1, 2 and 3 threads on an fps-embedding model: on the case's own inputs and at
+ * [16, 3, 8, 8] latents, 3 timesteps, 32 context rows, where a thread-dependent GEMM partition once
+ * changed 2736 of 3072 outputs (the fps projection is a 1-row GEMM). */
+static void check_thread_counts(const char *tmp, struct golden *g) {
+    struct wan_model *m = golden_model_load(tmp, g->model_args, NULL);
+    float lat[16 * 3 * 8 * 8], ctx[32 * 64], ts[3] = {999.0f, 500.0f, 0.0f};
+    t_fill_normal(lat, 16 * 3 * 8 * 8, 11, 1, 1.0f);
+    t_fill_normal(ctx, 32 * 64, 11, 2, 1.0f);
+    struct wan_dit_input small = {.latents = tensor_f32_4d(lat, 16, 3, 8, 8),
+                                  .timesteps = tensor_f32_1d(ts, 3),
+                                  .context = tensor_f32_2d(ctx, 32, 64),
+                                  .fps_code = 1};
+    const struct wan_dit_input *inputs[2] = {&g->in, &small};
+    for (int c = 0; c < 2; c++) {
+        const int64_t n = tensor_numel(&inputs[c]->latents);
+        float *out[3];
+        for (int t = 0; t < 3; t++) out[t] = run_forward(m, inputs[c], t + 1);
+        int64_t diff[2] = {0, 0};
+        for (int t = 1; t < 3; t++)
+            for (int64_t i = 0; i < n; i++) diff[t - 1] += out[0] && out[t] && memcmp(&out[0][i], &out[t][i], 4) != 0;
+        printf("determinism (%s, latents [16, %lld, %lld, %lld]): outputs differing from 1 thread: %lld with 2 "
+               "threads, %lld with 3\n",
+               g->name, (long long)inputs[c]->latents.shape[1], (long long)inputs[c]->latents.shape[2],
+               (long long)inputs[c]->latents.shape[3], (long long)diff[0], (long long)diff[1]);
+        T_CHECK(out[0] && out[1] && out[2] && diff[0] == 0 && diff[1] == 0,
+                "%s: the forward depends on the thread count", g->name);
+        for (int t = 0; t < 3; t++) guard_free(out[t]);
+    }
+    wan_model_free(&m);
+}
+
 int main(int argc, char **argv) {
     const char *dir = argc > 1 ? argv[1] : "tests/golden";
     char **names = NULL;
@@ -185,7 +216,7 @@ int main(int argc, char **argv) {
     T_REQUIRE(n >= 9, "expected at least 9 golden files in %s, found %zu (regenerate with scripts/make-goldens.sh)",
               dir, n);
     const char *tmp = t_tmpdir("golden");
-    bool did_invariances = false;
+    bool did_invariances = false, did_threads = false;
     for (size_t i = 0; i < n; i++) {
         if (strncmp(names[i], "dit_", 4) != 0) continue;
         char path[1300];
@@ -200,9 +231,14 @@ int main(int argc, char **argv) {
             check_invariances(tmp, &g);
             did_invariances = true;
         }
+        if (!did_threads && !strcmp(g.name, "fps1_causal2")) {
+            check_thread_counts(tmp, &g);
+            did_threads = true;
+        }
         golden_free(&g);
     }
     T_CHECK(did_invariances, "golden case t2v_causal2 not found");
+    T_CHECK(did_threads, "golden case fps1_causal2 not found");
     fs_free_list(&names, &n);
     t_rmtree(tmp);
     return t_summary(__FILE__);
