@@ -417,10 +417,21 @@ void op_conv_frames(const struct exec_ctx *ctx, struct tensor *y, int n_frames, 
               w->shape[2] == y->shape[0],
           "%s: w %s must be a contiguous [%d, %d, %lld, Ci]", op, tensor_shape_str(sw, sizeof sw, w), n_frames,
           g->kh * g->kw, (long long)y->shape[0]);
-    if (b) check_vector(ctx, op, "b", b, y->shape[0]);
+    if (b && b->ndim == 3) {
+        check_frame(ctx, op, "b", b);
+        check_same_shape(op, "b", b, "y", y);
+    } else if (b) {
+        check_vector(ctx, op, "b", b, y->shape[0]);
+    }
     for (int f = 0; f < n_frames; f++) {
         if (!x[f]) continue;
-        check_frame(ctx, op, "x[f]", x[f]);
+        if (x[f]->dtype == DTYPE_BF16 && ctx->backend == BACKEND_CPU) { /* stored bf16 state, widened as read */
+            CHECK(x[f]->device == DEVICE_CPU && (x[f]->data || tensor_numel(x[f]) == 0), "%s: x[%d] is not a CPU tensor",
+                  op, f);
+            CHECK(x[f]->ndim == 3 && tensor_is_contiguous(x[f]), "%s: x[%d] must be a contiguous [C, H, W] frame", op, f);
+        } else {
+            check_frame(ctx, op, "x[f]", x[f]);
+        }
         CHECK(x[f]->shape[0] == w->shape[3], "%s: x[%d] has %lld channels, w expects %lld", op, f,
               (long long)x[f]->shape[0], (long long)w->shape[3]);
         const int64_t hi = x[f]->shape[1] << g->upsample2x, wi = x[f]->shape[2] << g->upsample2x;

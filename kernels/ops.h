@@ -176,7 +176,10 @@ struct conv_geom {
  * zero frame (causal front padding) and contributes nothing. w [n_frames, kh kw, Co, Ci] (tap-major: a torch
  * Conv3d weight [Co, Ci, kt, kh, kw] permuted) and b [Co] (or NULL); Ho = (H' + pt + pb - kh) / stride + 1,
  * Wo likewise, with H' = 2H when g->upsample2x, else H. The taps are accumulated in the order f, ky, kx onto
- * the bias. Contiguous tensors; y must not alias any x[f]. */
+ * the bias. Contiguous tensors; y must not alias any x[f].
+ * b may also be a whole frame [Co, Ho, Wo] (a partial sum from an earlier call: the taps are then accumulated
+ * onto it element by element, exactly as if the earlier call's taps had been part of this one); it may alias y.
+ * x[f] may be BF16 on the CPU backend (stored state, widened to f32 as it is read; the arithmetic is f32). */
 void op_conv_frames(const struct exec_ctx *ctx, struct tensor *y, int n_frames, const struct tensor *const *x,
                     const struct tensor *w, const struct tensor *b, const struct conv_geom *g);
 

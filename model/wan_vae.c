@@ -10,11 +10,16 @@
  *  - downsample3d passes frame 0 through spatially and then convolves the windows (q0, q1, q2), (q2, q3, q4)...;
  *  - upsample3d passes frame 0 through spatially, then runs its time conv over [0, 0, x1, x2, ...] (frame 0 is
  *    not temporal context: the reference's "Rep" marker), each result giving two frames.
+ * The head's conv (96 -> 3 channels in the decoder) keeps two partial output sums instead of two input frames:
+ * the same additions in the same order, with a 32nd of the state.
  * Buffers: the layers of one resolution level share three frames (input, work, output rotate among them; a
  * resample writes into the next level's three), the upsampling is fused into the following conv, and only
  * what must survive while later layers run is per layer (caches, the temporal resample state, attention
  * scratch). Everything is carved from one arena sized by a measuring pass (wan_vae_stream_bytes), so memory
- * is fixed before the first frame.
+ * is fixed before the first frame. The cross-frame input state (conv caches, downsample3d's window) may be
+ * stored in bf16 (cache_dtype): rounded to nearest even when stored, widened by op_conv_frames when read, all
+ * arithmetic f32. That halves most of the stream's memory (upstream decodes under bf16 autocast, so its caches
+ * are bf16 too) at the cost of exactness; f32, the default, is exact.
  */
 #include "model/wan_vae.h"
 
@@ -25,6 +30,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/dtype.h"
 #include "core/error.h"
 #include "core/log.h"
 #include "core/rng.h"
@@ -630,6 +636,8 @@ void wan_vae_free(struct wan_vae **vp) {
 
 /* ---- streams ---- */
 
+/* A causal conv's state: its last two input frames (f32 or bf16), or for the head's conv two partial output
+ * sums (f32; see causal_conv_partial). */
 struct conv_cache {
     struct tensor slot[2];
     int n;      /* valid frames (0, 1, 2); missing ones are zeros */
@@ -657,6 +665,7 @@ struct vae_stream {
     struct exec_ctx ctx;
     bool decoder;
     int64_t height, width;     /* pixel size */
+    enum dtype cache_dtype;    /* of the cross-frame input state: DTYPE_F32 (exact) or DTYPE_BF16 */
     struct layer_state *st;
     struct level_bufs *lv;
     struct tensor latent;      /* decoder: the denormalised input; encoder: the normalised output */
@@ -673,9 +682,27 @@ static struct tensor frame_alloc(struct arena *a, int64_t c, int64_t h, int64_t 
     return tensor_f32_3d(p, c, h, w);
 }
 
-/* A [c, h, w] view at the start of a larger buffer. */
+/* Cross-frame state [c, h, w] of dtype dt (f32 or bf16). */
+static struct tensor state_alloc(struct arena *a, enum dtype dt, int64_t c, int64_t h, int64_t w) {
+    const int64_t n = c * h * w > 0 ? c * h * w : 1;
+    return tensor_make(dt, DEVICE_CPU, arena_alloc(a, (size_t)n * dtype_size(dt)), 3, (int64_t[]){c, h, w});
+}
+
+/* A [c, h, w] view at the start of a larger buffer (of the buffer's dtype). */
 static struct tensor frame_view(const struct tensor *buf, int64_t c, int64_t h, int64_t w) {
-    return tensor_f32_3d(buf->data, c, h, w);
+    return tensor_make(buf->dtype, DEVICE_CPU, buf->data, 3, (int64_t[]){c, h, w});
+}
+
+/* dst (state, f32 or bf16) = src (f32 frame of the same shape); bf16 rounds to nearest even. */
+static void state_store(const struct exec_ctx *ctx, struct tensor *dst, const struct tensor *src) {
+    if (dst->dtype == DTYPE_F32) {
+        op_copy(ctx, dst, src);
+        return;
+    }
+    CHECK(dst->dtype == DTYPE_BF16 && src->dtype == DTYPE_F32 && tensor_same_shape(dst, src) &&
+              tensor_is_contiguous(dst) && tensor_is_contiguous(src),
+          "VAE state store: bf16 <- f32 frames of one shape expected");
+    dtype_from_f32(dst->data, DTYPE_BF16, src->data, (size_t)tensor_numel(src));
 }
 
 static struct tensor as_rows(const struct tensor *f) {
@@ -717,9 +744,9 @@ static void carve(struct vae_stream *s, struct arena *a) {
             S->t1 = frame_alloc(a, h * w, 3 * c, 1); /* q | k | v [P, 3C] */
             S->t2 = frame_alloc(a, h * w, c, 1);     /* attention output [P, C] */
             break;
-        case VAE_DOWN3D:
-            S->t1 = frame_alloc(a, c, h / 2, w / 2); /* the open window's first frame (q_2j) */
-            S->t2 = frame_alloc(a, c, h / 2, w / 2); /* its middle frame (q_2j+1) */
+        case VAE_DOWN3D: /* state across frames: cache_dtype */
+            S->t1 = state_alloc(a, s->cache_dtype, c, h / 2, w / 2); /* the open window's first frame (q_2j) */
+            S->t2 = state_alloc(a, s->cache_dtype, c, h / 2, w / 2); /* its middle frame (q_2j+1) */
             break;
         case VAE_UP3D:
             S->t1 = frame_alloc(a, 2 * c, h, w); /* time conv output: two frames, kept while each runs on */
@@ -727,16 +754,21 @@ static void carve(struct vae_stream *s, struct arena *a) {
         default:
             break;
         }
-        /* causal caches: every 3x3x3 conv's input, and the upsample3d time conv's */
-        const bool cached1 = (L->kind == VAE_CONV && L->conv1.kt == 3) || L->kind == VAE_RESBLOCK || L->kind == VAE_HEAD;
+        /* causal caches (cache_dtype): every 3x3x3 conv's input, and the upsample3d time conv's; the head's are
+         * two f32 partial sums of its output */
+        const bool cached1 = (L->kind == VAE_CONV && L->conv1.kt == 3) || L->kind == VAE_RESBLOCK;
         if (cached1) {
-            S->c1.slot[0] = frame_alloc(a, c, h, w);
-            S->c1.slot[1] = frame_alloc(a, c, h, w);
+            S->c1.slot[0] = state_alloc(a, s->cache_dtype, c, h, w);
+            S->c1.slot[1] = state_alloc(a, s->cache_dtype, c, h, w);
+        }
+        if (L->kind == VAE_HEAD) {
+            S->c1.slot[0] = frame_alloc(a, L->cout, h, w);
+            S->c1.slot[1] = frame_alloc(a, L->cout, h, w);
         }
         if (L->kind == VAE_RESBLOCK || L->kind == VAE_UP3D) {
             const int64_t cc = L->kind == VAE_RESBLOCK ? L->cout : c;
-            S->c2.slot[0] = frame_alloc(a, cc, h, w);
-            S->c2.slot[1] = frame_alloc(a, cc, h, w);
+            S->c2.slot[0] = state_alloc(a, s->cache_dtype, cc, h, w);
+            S->c2.slot[1] = state_alloc(a, s->cache_dtype, cc, h, w);
         }
     }
     const int sf = wan_vae_spatial_factor(&s->v->cfg);
@@ -757,7 +789,7 @@ static void pick_two(const struct level_bufs *lb, const struct tensor *x, int64_
 static void cache_push(const struct exec_ctx *ctx, struct conv_cache *cc, const struct tensor *x) {
     const int dst = cc->n == 0 ? 0 : 1 - cc->newest;
     struct tensor slot = frame_view(&cc->slot[dst], x->shape[0], x->shape[1], x->shape[2]);
-    op_copy(ctx, &slot, x);
+    state_store(ctx, &slot, x);
     cc->newest = dst;
     if (cc->n < 2) cc->n++;
 }
@@ -781,6 +813,32 @@ static void causal_conv(const struct exec_ctx *ctx, const struct vae_conv *cv, s
     const struct tensor *xs[3] = {cc->n >= 2 ? &older : NULL, cc->n >= 1 ? &newer : NULL, x};
     op_conv_frames(ctx, y, 3, xs, &cv->w, &cv->b, g);
     cache_push(ctx, cc, x);
+}
+
+/* The same 3x3x3 causal conv by partial sums of its output (the head: Co = 3 or 2z against Ci = 96 or 384).
+ * With w0, w1, w2 the weights of times t-2, t-1, t and P_t = b + w0 x_{t-2} + w1 x_{t-1} (built as those frames
+ * arrived), frame x_t gives y_t = P_t + w2 x_t, then P_{t+1} += w1 x_t and P_{t+2} = b + w0 x_t. Every output
+ * element receives the same additions in the same order (taps f, ky, kx onto the bias, op_conv_frames with a
+ * partial sum as its bias) as in causal_conv, so the result is bit-identical; the state is two [Co, H, W] f32
+ * sums instead of two [Ci, H, W] frames. cc->slot[1 - newest] holds P_t, cc->slot[newest] P_{t+1}. */
+static void causal_conv_partial(const struct exec_ctx *ctx, const struct vae_conv *cv, struct conv_cache *cc,
+                                const struct tensor *x, struct tensor *y) {
+    CHECK(cv->kt == 3 && cv->k == 3, "causal_conv_partial: a 3x3x3 conv expected");
+    const int64_t taps = cv->w.shape[1], co = cv->w.shape[2], ci = cv->w.shape[3];
+    struct tensor wt[3];
+    for (int f = 0; f < 3; f++)
+        wt[f] = tensor_make(DTYPE_F32, DEVICE_CPU, (float *)cv->w.data + f * taps * co * ci, 4,
+                            (int64_t[]){1, taps, co, ci});
+    const struct tensor *xs[1] = {x};
+    const int cur = 1 - cc->newest, next = cc->newest;
+    struct tensor pc = frame_view(&cc->slot[cur], co, y->shape[1], y->shape[2]),
+                  pn = frame_view(&cc->slot[next], co, y->shape[1], y->shape[2]);
+    const bool first = cc->n == 0; /* no earlier frames: P_t and P_{t+1} are the bias */
+    op_conv_frames(ctx, y, 1, xs, &wt[2], first ? &cv->b : &pc, &GEOM_3X3);
+    op_conv_frames(ctx, &pn, 1, xs, &wt[1], first ? &cv->b : &pn, &GEOM_3X3);
+    op_conv_frames(ctx, &pc, 1, xs, &wt[0], &cv->b, &GEOM_3X3); /* P_t is spent: it becomes P_{t+2} */
+    cc->newest = cur;
+    cc->n = 2;
 }
 
 static int run_from(struct vae_stream *s, int li, const struct tensor *x);
@@ -860,7 +918,7 @@ static int run_from(struct vae_stream *s, int li, const struct tensor *x) {
         pick_two(lb, x, L->cin, L->cout, h, w, &a, &b);
         struct tensor ar = as_rows(&a);
         op_channel_rmsnorm(ctx, &ar, &xr, &L->gamma1, true);
-        causal_conv(ctx, &L->conv1, &S->c1, &a, &b);
+        causal_conv_partial(ctx, &L->conv1, &S->c1, &a, &b);
         return emit(s, li, &b);
     }
     case VAE_DOWN2D:
@@ -872,16 +930,16 @@ static int run_from(struct vae_stream *s, int li, const struct tensor *x) {
         if (L->kind == VAE_DOWN2D) return emit(s, li, &a);
         const int64_t k = S->received - 1;
         if (k == 0) { /* frame 0 passes through spatially and opens the first window */
-            op_copy(ctx, &S->t1, &a);
+            state_store(ctx, &S->t1, &a);
             return emit(s, li, &a);
         }
         if (k % 2 == 1) { /* the window's middle frame: wait for its last */
-            op_copy(ctx, &S->t2, &a);
+            state_store(ctx, &S->t2, &a);
             return ERR_OK;
         }
         const struct tensor *win[3] = {&S->t1, &S->t2, &a};
         op_conv_frames(ctx, &b, 3, win, &L->conv2.w, &L->conv2.b, &GEOM_1X1);
-        op_copy(ctx, &S->t1, &a); /* this window's last frame opens the next */
+        state_store(ctx, &S->t1, &a); /* this window's last frame opens the next */
         return emit(s, li, &b);
     }
     case VAE_UP2D:
@@ -909,10 +967,13 @@ static int run_from(struct vae_stream *s, int li, const struct tensor *x) {
     FATAL("unknown VAE layer kind %d", (int)L->kind);
 }
 
-static int stream_init(struct vae_stream *s, const struct wan_vae *v, bool decoder, int64_t height, int64_t width) {
+static int stream_init(struct vae_stream *s, const struct wan_vae *v, bool decoder, int64_t height, int64_t width,
+                       enum dtype cache_dtype) {
     memset(s, 0, sizeof *s);
-    s->v = v, s->decoder = decoder, s->height = height, s->width = width;
+    s->v = v, s->decoder = decoder, s->height = height, s->width = width, s->cache_dtype = cache_dtype;
     s->net = decoder ? &v->dec : &v->enc;
+    if (cache_dtype != DTYPE_F32 && cache_dtype != DTYPE_BF16)
+        return err_set(ERR_INVALID_ARG, "VAE cache dtype %s: expected f32 or bf16", dtype_name(cache_dtype));
     const int sf = wan_vae_spatial_factor(&v->cfg);
     if (height < sf || width < sf || height % sf || width % sf)
         return err_set(ERR_INVALID_ARG, "frame size %lldx%lld: width and height must be positive multiples of %d",
@@ -928,9 +989,10 @@ static void stream_release(struct vae_stream *s) {
     arena_free(&s->arena);
 }
 
-size_t wan_vae_stream_bytes(const struct wan_vae *v, bool decoder, int64_t height, int64_t width) {
+size_t wan_vae_stream_bytes(const struct wan_vae *v, bool decoder, int64_t height, int64_t width,
+                            enum dtype cache_dtype) {
     struct vae_stream s;
-    if (stream_init(&s, v, decoder, height, width) < 0) {
+    if (stream_init(&s, v, decoder, height, width, cache_dtype) < 0) {
         stream_release(&s);
         err_clear();
         return 0;
@@ -943,14 +1005,14 @@ size_t wan_vae_stream_bytes(const struct wan_vae *v, bool decoder, int64_t heigh
 }
 
 int wan_vae_stream_open(struct vae_stream **out, const struct wan_vae *v, const struct exec_ctx *ctx, bool decoder,
-                        int64_t height, int64_t width, vae_frame_fn sink, void *user) {
+                        int64_t height, int64_t width, enum dtype cache_dtype, vae_frame_fn sink, void *user) {
     *out = NULL;
     CHECK(ctx->backend == BACKEND_CPU, "the VAE runs on the CPU backend only (its CUDA kernels are not written yet)");
     struct vae_stream *s = calloc(1, sizeof *s);
     if (!s) return err_set(ERR_NOMEM, "out of memory");
-    int rc = stream_init(s, v, decoder, height, width);
+    int rc = stream_init(s, v, decoder, height, width, cache_dtype);
     if (rc == ERR_OK) {
-        const size_t bytes = wan_vae_stream_bytes(v, decoder, height, width);
+        const size_t bytes = wan_vae_stream_bytes(v, decoder, height, width, cache_dtype);
         rc = arena_init(&s->arena, decoder ? "vae decoder stream" : "vae encoder stream", bytes);
     }
     if (rc < 0) {

@@ -5,16 +5,18 @@
  * Weights are converted once to float32 and repacked tap-major for op_conv_frames.
  *
  * Encoding and decoding are streams: frames go in one at a time and results come out through a
- * callback as soon as they exist. Every causal 3-D convolution keeps the last two frames of its input,
- * every temporal resample its own small state, so the streams compute exactly what the whole-sequence
- * formulation of spec 7.4 computes (and therefore what the reference's chunked 1 + 4 + 4 ... encode and
- * one-latent-frame-at-a-time decode compute), with memory that depends on the frame size only, never on
- * the number of frames. wan_vae_stream_bytes() states that memory before anything is allocated.
+ * callback as soon as they exist. Every causal 3-D convolution keeps the last two frames of its input (the
+ * head's: two partial sums of its much narrower output), every temporal resample its own small state, so the
+ * streams compute exactly what the whole-sequence formulation of spec 7.4 computes (and therefore what the
+ * reference's chunked 1 + 4 + 4 ... encode and one-latent-frame-at-a-time decode compute), with memory that
+ * depends on the frame size only, never on the number of frames. wan_vae_stream_bytes() states that memory before anything is allocated.
+ * The cross-frame state can be kept in bf16 (cache_dtype): about half the memory, no longer exact
+ * (docs/numerics.md states the tolerance); the computation stays float32.
  *
  *   encoder: pixels [3, H, W] in [-1, 1], T = 1 + 4k frames -> 1 + k normalised latents [z, H/8, W/8]
  *            (the mean only; trailing (T - 1) mod 4 frames produce nothing, as upstream)
  *   decoder: normalised latents [z, h, w], F frames -> 1 + 4 (F - 1) pixel frames [3, 8h, 8w] in [-1, 1]
- * CPU float32 (the VAE ops have no CUDA kernels yet).
+ * CPU float32 (the VAE ops have no CUDA kernels yet; a bf16 cache is stored bf16, computed in float32).
  */
 #ifndef REELFARM_MODEL_WAN_VAE_H
 #define REELFARM_MODEL_WAN_VAE_H
@@ -114,11 +116,16 @@ typedef void (*vae_probe_fn)(void *user, const char *layer, int64_t index, const
 struct vae_stream;
 
 /* Bytes a stream for frames of h x w pixels (encoder input / decoder output) needs: caches, buffers and
- * attention scratch, excluding the per-thread convolution bands (kernels/cpu/kern_conv.c). */
-size_t wan_vae_stream_bytes(const struct wan_vae *v, bool decoder, int64_t height, int64_t width);
-/* height, width: the pixel frame size (multiples of the spatial factor). */
+ * attention scratch, excluding the per-thread convolution bands (kernels/cpu/kern_conv.c). 0 for an invalid
+ * size or cache_dtype. */
+size_t wan_vae_stream_bytes(const struct wan_vae *v, bool decoder, int64_t height, int64_t width,
+                            enum dtype cache_dtype);
+/* height, width: the pixel frame size (multiples of the spatial factor). cache_dtype: how the state carried
+ * from frame to frame (the causal convs' last two input frames, downsample3d's open window) is stored:
+ * DTYPE_F32 (exact: bit-identical to the whole-sequence float32 computation) or DTYPE_BF16 (rounded to nearest
+ * even when stored, widened when read, as upstream's bf16-autocast decode keeps it; about half the memory). */
 int wan_vae_stream_open(struct vae_stream **out, const struct wan_vae *v, const struct exec_ctx *ctx, bool decoder,
-                        int64_t height, int64_t width, vae_frame_fn sink, void *user);
+                        int64_t height, int64_t width, enum dtype cache_dtype, vae_frame_fn sink, void *user);
 void wan_vae_stream_set_probe(struct vae_stream *s, vae_probe_fn probe, void *user);
 /* Push one frame: encoder [3, H, W] pixels; decoder [z, h, w] normalised latents. Returns the sink's first
  * negative return, else 0. */

@@ -5,7 +5,8 @@
  * Memory is reported three ways: the stream arena (caches and buffers, fixed by the frame size before the first
  * frame), the resident set after each latent frame, and the process peak (getrusage). --latent-frames limits how
  * many of the clip's latent frames run (the stream's memory does not depend on it; the time per frame does not
- * either once every cache is warm, from the second latent frame on).
+ * either once every cache is warm, from the second latent frame on). --vae-cache bf16 stores the cross-frame
+ * state in bf16 (about half the arena).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -45,18 +46,18 @@ int worker_bench_vae(const struct bench_vae_options *o) {
     struct wan_vae *v = NULL;
     TRY(wan_vae_create_random(&v, &c, o->seed));
     struct exec_ctx ctx = exec_ctx_cpu(o->threads);
-    const size_t arena = wan_vae_stream_bytes(v, dec, o->height, o->width);
+    const size_t arena = wan_vae_stream_bytes(v, dec, o->height, o->width, o->vae_cache);
     struct bench_sink sink = {0};
     struct vae_stream *s = NULL;
-    int rc = wan_vae_stream_open(&s, v, &ctx, dec, o->height, o->width, count_sink, &sink);
+    int rc = wan_vae_stream_open(&s, v, &ctx, dec, o->height, o->width, o->vae_cache, count_sink, &sink);
     const int64_t in_numel = dec ? c.z_dim * h * w : 3 * o->height * o->width;
     float *in = rc == ERR_OK ? malloc((size_t)in_numel * sizeof(float)) : NULL;
     if (rc == ERR_OK && !in) rc = err_set(ERR_NOMEM, "out of memory");
     printf("bench-vae: %s %lldx%lld, %lld of %lld latent frames (%lld video frames in the clip), base_dim %lld, "
-           "%lld params, %d threads; stream arena %.1f MiB; weights %.1f MiB\n",
+           "%lld params, %d threads; %s cache; stream arena %.1f MiB; weights %.1f MiB\n",
            dec ? "decode" : "encode", (long long)o->width, (long long)o->height, (long long)f_run, (long long)f_all,
            (long long)o->pixel_frames, (long long)c.base_dim, (long long)v->n_params, exec_ctx_threads(&ctx),
-           arena / 1048576.0, v->weight_arena.size / 1048576.0);
+           dtype_name(o->vae_cache), arena / 1048576.0, v->weight_arena.size / 1048576.0);
     fflush(stdout);
     double total = 0, steady = 0;
     for (int64_t f = 0; rc == ERR_OK && f < f_run; f++) {
@@ -75,9 +76,10 @@ int worker_bench_vae(const struct bench_vae_options *o) {
         fflush(stdout);
     }
     if (rc == ERR_OK)
-        printf("bench-vae: mode=%s width=%lld height=%lld latent_frames=%lld total_s=%.2f s_per_latent_frame_steady=%.2f "
-               "arena_mib=%.1f weights_mib=%.1f peak_rss_mib=%.1f\n",
-               dec ? "decode" : "encode", (long long)o->width, (long long)o->height, (long long)f_run, total,
+        printf("bench-vae: mode=%s cache=%s width=%lld height=%lld latent_frames=%lld total_s=%.2f "
+               "s_per_latent_frame_steady=%.2f arena_mib=%.1f weights_mib=%.1f peak_rss_mib=%.1f\n",
+               dec ? "decode" : "encode", dtype_name(o->vae_cache), (long long)o->width, (long long)o->height,
+               (long long)f_run, total,
                f_run > 1 ? steady / (double)(f_run - 1) : total, arena / 1048576.0, v->weight_arena.size / 1048576.0,
                mem_peak_rss() / 1048576.0);
     free(in);

@@ -92,11 +92,14 @@ int worker_vae_decode(const struct vae_decode_options *o) {
                                       (long long)sink.h, (long long)sink.w);
         if (rc == ERR_OK) rc = h5_create(&out, o->out_path, o->force);
     }
-    if (rc == ERR_OK) rc = wan_vae_stream_open(&stream, v, &ctx, true, sink.h, sink.w, decode_sink_frame, &sink);
     if (rc == ERR_OK)
-        LOG_INFO("vae-decode: %lld latent frames %lldx%lld -> %lld frames %lldx%lld; stream memory %.1f MiB (%d threads)",
+        rc = wan_vae_stream_open(&stream, v, &ctx, true, sink.h, sink.w, o->vae_cache, decode_sink_frame, &sink);
+    if (rc == ERR_OK)
+        LOG_INFO("vae-decode: %lld latent frames %lldx%lld -> %lld frames %lldx%lld; stream memory %.1f MiB (%s cache, "
+                 "%d threads)",
                  (long long)f, (long long)lw, (long long)lh, (long long)sink.t_total, (long long)sink.w,
-                 (long long)sink.h, wan_vae_stream_bytes(v, true, sink.h, sink.w) / 1048576.0, exec_ctx_threads(&ctx));
+                 (long long)sink.h, wan_vae_stream_bytes(v, true, sink.h, sink.w, o->vae_cache) / 1048576.0,
+                 dtype_name(o->vae_cache), exec_ctx_threads(&ctx));
     zframe = malloc((size_t)(z * lh * lw) * sizeof(float));
     if (rc == ERR_OK && !zframe) rc = err_set(ERR_NOMEM, "out of memory");
     const double t0 = time_now();
@@ -207,7 +210,7 @@ int worker_vae_encode(const struct vae_encode_options *o) {
     if (rc < 0) goto end;
     const int tf = wan_vae_temporal_factor(&v->cfg), sf = wan_vae_spatial_factor(&v->cfg);
     struct exec_ctx ctx = exec_ctx_cpu(o->threads);
-    rc = wan_vae_stream_open(&stream, v, &ctx, false, h, w, encode_sink_frame, &sink);
+    rc = wan_vae_stream_open(&stream, v, &ctx, false, h, w, o->vae_cache, encode_sink_frame, &sink);
     if (rc < 0) goto end;
     struct push_ctx pc = {stream, h, w};
     sink.z = v->cfg.z_dim, sink.hw = (h / sf) * (w / sf);
@@ -227,9 +230,10 @@ int worker_vae_encode(const struct vae_encode_options *o) {
     }
     rc = h5_create(&out, o->out_path, o->force);
     if (rc < 0) goto end;
-    LOG_INFO("vae-encode: %lld frames %lldx%lld -> %lld latent frames; stream memory %.1f MiB (%d threads)",
+    LOG_INFO("vae-encode: %lld frames %lldx%lld -> %lld latent frames; stream memory %.1f MiB (%s cache, %d threads)",
              (long long)t_known, (long long)w, (long long)h, (long long)sink.f_total,
-             wan_vae_stream_bytes(v, false, h, w) / 1048576.0, exec_ctx_threads(&ctx));
+             wan_vae_stream_bytes(v, false, h, w, o->vae_cache) / 1048576.0, dtype_name(o->vae_cache),
+             exec_ctx_threads(&ctx));
     const double t0 = time_now();
     if (from_h5) {
         frame = malloc((size_t)(3 * h * w) * sizeof(float));

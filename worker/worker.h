@@ -88,6 +88,7 @@ struct vae_decode_options {
     const char *codec;      /* NULL: h264 */
     int crf;                /* < 0: the codec's reelfarm default */
     const char *preset;     /* NULL: the encoder's default */
+    enum dtype vae_cache;   /* the VAE stream's cross-frame state: DTYPE_F32 (exact, default) or DTYPE_BF16 */
     int threads;
     bool force;
 };
@@ -100,6 +101,7 @@ struct vae_encode_options {
     const char *out_path;   /* .h5 */
     int64_t width, height;  /* 0: the input's size (must be multiples of 16) */
     int64_t max_frames;     /* <= 0: all */
+    enum dtype vae_cache;   /* the VAE stream's cross-frame state: DTYPE_F32 (exact, default) or DTYPE_BF16 */
     int threads;
     bool force;
 };
@@ -112,10 +114,34 @@ struct bench_vae_options {
     int64_t height, width;  /* pixels (multiples of 16) */
     int64_t base_dim;       /* > 0 overrides 96 */
     bool encode;            /* time the encoder instead of the decoder */
+    enum dtype vae_cache;   /* the stream's cross-frame state: DTYPE_F32 (default) or DTYPE_BF16 */
     int threads;
     uint64_t seed;
 };
 /* reelfarm bench-vae: time and memory of the VAE streams with random weights. */
 int worker_bench_vae(const struct bench_vae_options *opt);
+
+struct render_settings;
+struct render_options {
+    struct render_settings *settings; /* flags merged with the film file (resolved in place) */
+    const char *checkpoint;     /* NULL: <output>.ckpt.h5 */
+    bool no_checkpoint;         /* keep no checkpoint (spools are still used, then removed) */
+    int checkpoint_every;       /* rows between checkpoints (0: only at chunk ends) */
+    const char *resume;         /* the checkpoint to continue (settings come from it) */
+    const char *noise_path;     /* HDF5 `noise` [16, F, h, w] for the first chunk */
+    const char *latents_out;    /* HDF5 `latents` [16, L, h, w]: the film's latent sequence */
+    bool overwrite, keep_checkpoint, quiet, progress_json;
+    int threads;
+};
+/* reelfarm render: prompt or film file -> film (spec 6). *exit_signal gets the signal that stopped it (0 if
+ * none); ERR_INTERRUPTED then means a checkpoint was written. */
+int worker_render(const struct render_options *opt, int *exit_signal);
+/* The settings saved in a checkpoint, merged into s (flags already set in s win, and are then compared), and
+ * its --noise and --save-latents paths where *noise_path / *latents_out are NULL (malloc'd). */
+int worker_render_checkpoint_settings(const char *checkpoint, struct render_settings *s, char **noise_path,
+                                      char **latents_out);
+/* The built-in tiny model: created on first use under $XDG_CACHE_HOME/reelfarm (or ~/.cache/reelfarm);
+ * its directory into out. */
+int worker_builtin_model(char *out, size_t cap);
 
 #endif /* REELFARM_WORKER_WORKER_H */

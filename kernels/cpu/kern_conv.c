@@ -12,11 +12,15 @@
  * With upsample2x the phase images are built from the half-size input (row and column i read i / 2), so the
  * nearest-upsampled frame of the VAE's up path is never stored.
  * 1x1 convolutions without padding are one sgemm per input frame over column blocks.
+ * Input frames may be bf16 (the VAE's stored causal state): each row is widened to f32 as the phase images are
+ * built, so only a row of scratch is added and the arithmetic is the f32 path's. The bias may be a whole frame
+ * (a partial sum of earlier taps), copied into the accumulator in place of the per-channel bias.
  */
 #include <cblas.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/dtype.h"
 #include "core/error.h"
 #include "kernels/cpu/kern_cpu.h"
 
@@ -33,8 +37,22 @@ struct conv_plan {
     int64_t halo;     /* extra phase rows a band needs: (kh - 1) / s, plus one row of slack */
 };
 
-static void phase_band(float *dst, const float *x, const struct conv_plan *p, int64_t r0, int64_t rows) {
-    /* dst [s*s][ci][rows][wq]: phase (py, px), row i -> padded row s (r0 + i) + py. */
+/* One input frame: f32 or bf16 data [ci, h >> up, w >> up], or NULL (a zero frame). */
+struct conv_src {
+    const void *data;
+    bool bf16;
+};
+
+/* The bias: per channel [co], a whole frame [co, ho, wo] (a partial sum), or none. */
+struct conv_bias {
+    const float *data;
+    bool frame;
+};
+
+static void phase_band(float *dst, const struct conv_src *x, const struct conv_plan *p, int64_t r0, int64_t rows,
+                       float *row_f32) {
+    /* dst [s*s][ci][rows][wq]: phase (py, px), row i -> padded row s (r0 + i) + py. row_f32: [w >> up] for
+     * widening a bf16 row. */
     const int s = p->s;
     const int64_t plane = rows * p->wq;
     for (int py = 0; py < s; py++)
@@ -42,7 +60,7 @@ static void phase_band(float *dst, const float *x, const struct conv_plan *p, in
             float *ph = dst + (int64_t)(py * s + px) * p->ci * plane;
             const int64_t sw = p->w >> p->up; /* stored row length */
             for (int64_t c = 0; c < p->ci; c++) {
-                const float *xc = x + c * (p->h >> p->up) * sw;
+                const int64_t xc = c * (p->h >> p->up) * sw; /* channel offset in elements */
                 float *pc = ph + c * plane;
                 for (int64_t i = 0; i < rows; i++) {
                     float *row = pc + i * p->wq;
@@ -51,7 +69,15 @@ static void phase_band(float *dst, const float *x, const struct conv_plan *p, in
                         memset(row, 0, (size_t)p->wq * sizeof(float));
                         continue;
                     }
-                    const float *xr = xc + (iy >> p->up) * sw;
+                    const int64_t xo = xc + (iy >> p->up) * sw;
+                    const float *xr;
+                    if (x->bf16) {
+                        const uint16_t *xh = (const uint16_t *)x->data + xo;
+                        for (int64_t j = 0; j < sw; j++) row_f32[j] = bf16_to_f32(xh[j]);
+                        xr = row_f32;
+                    } else {
+                        xr = (const float *)x->data + xo;
+                    }
                     if (p->up) {
                         for (int64_t j = 0; j < p->wq; j++) {
                             const int64_t ix = s * j + px - p->pl;
@@ -75,23 +101,31 @@ static void phase_band(float *dst, const float *x, const struct conv_plan *p, in
         }
 }
 
-static void conv_band(const struct conv_plan *p, float *y, int nf, const float *const *x, const float *w,
-                      const float *b, int64_t r0, int64_t r1, float *scratch) {
+static void conv_band(const struct conv_plan *p, float *y, int nf, const struct conv_src *x, const float *w,
+                      const struct conv_bias *b, int64_t r0, int64_t r1, float *scratch) {
     const int s = p->s;
     const int64_t band = r1 - r0, prow = band + p->halo, plane = prow * p->wq;
     const int64_t phase_floats = (int64_t)s * s * p->ci * plane;
     float *acc = scratch + (int64_t)nf * phase_floats; /* [co][band][wq] */
+    float *row_f32 = acc + p->co * band * p->wq;       /* [w >> up] */
     const int64_t n = band * p->wq;
     for (int64_t o = 0; o < p->co; o++) {
-        const float bo = b ? b[o] : 0.0f;
         float *a = acc + o * n;
+        if (b->frame) { /* a partial sum: the kept columns from it, the dropped ones (never read) zero */
+            for (int64_t i = 0; i < band; i++) {
+                memcpy(a + i * p->wq, b->data + (o * p->ho + r0 + i) * p->wo, (size_t)p->wo * sizeof(float));
+                memset(a + i * p->wq + p->wo, 0, (size_t)(p->wq - p->wo) * sizeof(float));
+            }
+            continue;
+        }
+        const float bo = b->data ? b->data[o] : 0.0f;
         for (int64_t j = 0; j < n; j++) a[j] = bo;
     }
     for (int f = 0; f < nf; f++)
-        if (x[f]) phase_band(scratch + f * phase_floats, x[f], p, r0, prow);
+        if (x[f].data) phase_band(scratch + f * phase_floats, &x[f], p, r0, prow, row_f32);
     const int64_t taps = (int64_t)p->kh * p->kw;
     for (int f = 0; f < nf; f++) {
-        if (!x[f]) continue; /* a zero frame contributes nothing */
+        if (!x[f].data) continue; /* a zero frame contributes nothing */
         for (int ky = 0; ky < p->kh; ky++)
             for (int kx = 0; kx < p->kw; kx++) {
                 const float *ph = scratch + f * phase_floats + (int64_t)((ky % s) * s + kx % s) * p->ci * plane;
@@ -108,15 +142,19 @@ static void conv_band(const struct conv_plan *p, float *y, int nf, const float *
 
 /* 1x1, stride 1, no padding: y[co, P] = b + sum_f w_f[co, ci] x_f[ci, P], column blocks per thread. */
 static void conv_pointwise(const struct exec_ctx *ctx, float *y, int64_t co, int64_t ci, int64_t np, int nf,
-                           const float *const *x, const float *w, const float *b) {
+                           const float *const *x, const float *w, const struct conv_bias *b) {
     const int nt = kern_cpu_threads(ctx);
     const int64_t nblk = (np + 1023) / 1024;
 #pragma omp parallel for num_threads(nt) schedule(dynamic, 1)
     for (int64_t blk = 0; blk < nblk; blk++) {
         const int64_t c0 = blk * 1024, nc = c0 + 1024 < np ? 1024 : np - c0;
         for (int64_t o = 0; o < co; o++) {
-            const float bo = b ? b[o] : 0.0f;
             float *yo = y + o * np + c0;
+            if (b->frame) {
+                if (b->data != y) memcpy(yo, b->data + o * np + c0, (size_t)nc * sizeof(float));
+                continue;
+            }
+            const float bo = b->data ? b->data[o] : 0.0f;
             for (int64_t j = 0; j < nc; j++) yo[j] = bo;
         }
         for (int f = 0; f < nf; f++)
@@ -128,21 +166,27 @@ static void conv_pointwise(const struct exec_ctx *ctx, float *y, int64_t co, int
 
 void kern_conv_frames_cpu(const struct exec_ctx *ctx, struct tensor *y, int n_frames, const struct tensor *const *x,
                           const struct tensor *w, const struct tensor *b, const struct conv_geom *g) {
-    const float *xs[OP_CONV_FRAMES_MAX];
+    struct conv_src xs[OP_CONV_FRAMES_MAX];
+    const float *xf[OP_CONV_FRAMES_MAX]; /* the f32 frames, for the pointwise path */
     const struct tensor *any = NULL;
+    bool all_f32 = true;
     for (int f = 0; f < n_frames; f++) {
-        xs[f] = x[f] ? (const float *)x[f]->data : NULL;
+        xs[f].data = x[f] ? x[f]->data : NULL;
+        xs[f].bf16 = x[f] && x[f]->dtype == DTYPE_BF16;
+        xf[f] = (const float *)xs[f].data;
         if (x[f]) any = x[f];
+        all_f32 &= !xs[f].bf16;
     }
     struct conv_plan p = {.ci = w->shape[3], .co = w->shape[2], .ho = y->shape[1], .wo = y->shape[2],
                           .kh = g->kh, .kw = g->kw, .s = g->stride, .pt = g->pad_top, .pl = g->pad_left,
                           .up = g->upsample2x};
     p.h = any ? any->shape[1] << p.up : (y->shape[1] - 1) * p.s + p.kh - g->pad_top - g->pad_bottom;
     p.w = any ? any->shape[2] << p.up : (y->shape[2] - 1) * p.s + p.kw - g->pad_left - g->pad_right;
-    const float *bd = b ? (const float *)b->data : NULL;
+    const struct conv_bias bias = {.data = b ? (const float *)b->data : NULL, .frame = b && b->ndim == 3};
     float *yd = y->data;
-    if (p.kh == 1 && p.kw == 1 && p.s == 1 && !p.up && !g->pad_top && !g->pad_left && !g->pad_bottom && !g->pad_right) {
-        conv_pointwise(ctx, yd, p.co, p.ci, p.ho * p.wo, n_frames, xs, w->data, bd);
+    if (all_f32 && p.kh == 1 && p.kw == 1 && p.s == 1 && !p.up && !g->pad_top && !g->pad_left && !g->pad_bottom &&
+        !g->pad_right) {
+        conv_pointwise(ctx, yd, p.co, p.ci, p.ho * p.wo, n_frames, xf, w->data, &bias);
         return;
     }
     const int64_t wpad = p.w + g->pad_left + g->pad_right;
@@ -155,7 +199,7 @@ void kern_conv_frames_cpu(const struct exec_ctx *ctx, struct tensor *y, int n_fr
     if (band < 1) band = 1;
     const int64_t nbands = (p.ho + band - 1) / band;
     const int64_t scratch_floats =
-        (int64_t)n_frames * p.s * p.s * p.ci * (band + p.halo) * p.wq + p.co * band * p.wq;
+        (int64_t)n_frames * p.s * p.s * p.ci * (band + p.halo) * p.wq + p.co * band * p.wq + (p.w >> p.up);
 #pragma omp parallel num_threads(nt)
     {
         float *scratch = malloc((size_t)scratch_floats * sizeof(float));
@@ -163,7 +207,7 @@ void kern_conv_frames_cpu(const struct exec_ctx *ctx, struct tensor *y, int n_fr
 #pragma omp for schedule(dynamic, 1)
         for (int64_t bi = 0; bi < nbands; bi++) {
             const int64_t r0 = bi * band, r1 = r0 + band < p.ho ? r0 + band : p.ho;
-            conv_band(&p, yd, n_frames, xs, w->data, bd, r0, r1, scratch);
+            conv_band(&p, yd, n_frames, xs, w->data, &bias, r0, r1, scratch);
         }
         free(scratch);
     }

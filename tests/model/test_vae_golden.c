@@ -80,7 +80,8 @@ static void run_stream(const struct wan_vae *v, bool decoder, const struct tenso
     const int64_t c = in->shape[0], t = in->shape[1], h = in->shape[2], w = in->shape[3];
     const int sf = wan_vae_spatial_factor(&v->cfg);
     struct vae_stream *s = NULL;
-    T_REQUIRE(wan_vae_stream_open(&s, v, &ctx, decoder, decoder ? h * sf : h, decoder ? w * sf : w, sink, r) == ERR_OK,
+    T_REQUIRE(wan_vae_stream_open(&s, v, &ctx, decoder, decoder ? h * sf : h, decoder ? w * sf : w, DTYPE_F32, sink,
+                                  r) == ERR_OK,
               "%s", err_message());
     if (r->n_probes) wan_vae_stream_set_probe(s, probe, r);
     float *frame = malloc((size_t)(c * h * w) * sizeof(float));

@@ -6,6 +6,9 @@
  *  - causality: decoding a prefix of the latents gives bit-identical leading frames (the stream state carries
  *    exactly the whole-sequence context, nothing from later frames);
  *  - memory: a 16-latent-frame decode does not raise the peak RSS left by a 2-frame decode at the same size;
+ *  - bf16 cache (--vae-cache bf16): decode and encode against the exact f32 cache on the tiny VAE and a wider
+ *    one: different (the bf16 state is really used) but within the tolerance of docs/numerics.md, no NaN; the
+ *    stream needs less memory by at least half the full-resolution caches;
  *  - bad inputs: zero frames, wrong rank, sizes that are not multiples of 16, unsupported codec, existing
  *    output: an error naming the problem and no output file.
  */
@@ -135,20 +138,29 @@ static int collect_frame(void *user, int64_t index, const struct tensor *frame) 
     return 0;
 }
 
-/* Decode latents [16, f, h, w] (frame-major copy made here) with a fresh stream; frames into c. */
-static void decode_frames(const struct wan_vae *v, const float *z, int64_t f, int64_t h, int64_t w,
-                          struct collect *c) {
+/* Push input [ch, f, h, w] (frame-major copy made here) through a fresh stream with the given cache dtype:
+ * decoder latents (ch = 16, pixel size 8h x 8w) or encoder pixels (ch = 3); frames into c. */
+static void stream_frames(const struct wan_vae *v, bool decoder, enum dtype cache, const float *in, int64_t ch,
+                          int64_t f, int64_t h, int64_t w, struct collect *c) {
     struct exec_ctx ctx = exec_ctx_cpu(0);
     struct vae_stream *s = NULL;
-    T_REQUIRE(wan_vae_stream_open(&s, v, &ctx, true, 8 * h, 8 * w, collect_frame, c) == ERR_OK, "%s", err_message());
-    float *frame = malloc((size_t)(16 * h * w) * sizeof(float));
+    const int64_t ph = decoder ? 8 * h : h, pw = decoder ? 8 * w : w;
+    T_REQUIRE(wan_vae_stream_open(&s, v, &ctx, decoder, ph, pw, cache, collect_frame, c) == ERR_OK, "%s",
+              err_message());
+    float *frame = malloc((size_t)(ch * h * w) * sizeof(float));
     for (int64_t fi = 0; fi < f; fi++) {
-        for (int64_t ch = 0; ch < 16; ch++) memcpy(frame + ch * h * w, z + (ch * f + fi) * h * w, (size_t)(h * w) * sizeof(float));
-        struct tensor t = tensor_f32_3d(frame, 16, h, w);
+        for (int64_t k = 0; k < ch; k++) memcpy(frame + k * h * w, in + (k * f + fi) * h * w, (size_t)(h * w) * sizeof(float));
+        struct tensor t = tensor_f32_3d(frame, ch, h, w);
         T_REQUIRE(wan_vae_stream_push(s, &t) == 0, "push");
     }
     free(frame);
     wan_vae_stream_close(&s);
+}
+
+/* Decode latents [16, f, h, w] with the exact f32 cache. */
+static void decode_frames(const struct wan_vae *v, const float *z, int64_t f, int64_t h, int64_t w,
+                          struct collect *c) {
+    stream_frames(v, true, DTYPE_F32, z, 16, f, h, w, c);
 }
 
 static void test_causality_and_memory(const char *model) {
@@ -178,11 +190,103 @@ static void test_causality_and_memory(const char *model) {
     printf("decode at %lldx%lld: largest RSS while frames arrive %.2f MiB for 2 latent frames, %.2f MiB for %lld; "
            "stream arena %.2f MiB\n",
            (long long)(8 * mw), (long long)(8 * mh), two.max_rss / 1048576.0, all.max_rss / 1048576.0, (long long)many,
-           wan_vae_stream_bytes(v, true, 8 * mh, 8 * mw) / 1048576.0);
+           wan_vae_stream_bytes(v, true, 8 * mh, 8 * mw, DTYPE_F32) / 1048576.0);
     T_CHECK(two.max_rss > 0 && all.max_rss <= two.max_rss + (1u << 20),
             "resident memory grew by %.2f MiB from 2 to %lld latent frames", (all.max_rss - two.max_rss) / 1048576.0,
             (long long)many);
     free(zm);
+    wan_vae_free(&v);
+}
+
+/* bf16 cache against f32 cache (docs/numerics.md, "Tolerances used by the tests"): max |diff| <= 2e-2 max |f32|
+ * and relative L2 <= 1e-2 (bf16 keeps 8 bits of mantissa: a stored value moves by up to 2^-9 of itself, and the
+ * decoder's dozens of convolutions carry that to the output). */
+static const double BF16_CACHE_MAX_ABS = 2e-2, BF16_CACHE_REL_L2 = 1e-2;
+
+static void compare_bf16_cache(const char *what, const float *ref, const float *got, int64_t n) {
+    double se = 0, sr = 0, max_diff = 0, max_ref = 0;
+    int64_t differ = 0, nan = 0;
+    for (int64_t i = 0; i < n; i++) {
+        const double d = fabs((double)got[i] - ref[i]);
+        nan += isnan(got[i]) ? 1 : 0;
+        differ += got[i] != ref[i] ? 1 : 0;
+        se += d * d, sr += (double)ref[i] * ref[i];
+        max_diff = d > max_diff ? d : max_diff;
+        max_ref = fabs(ref[i]) > max_ref ? fabs(ref[i]) : max_ref;
+    }
+    const double rel = sqrt(se / (sr > 0 ? sr : 1));
+    printf("bf16 vs f32 cache, %s: max |diff| %.3g (max |f32| %.3g), rel L2 %.3g, %lld of %lld values differ\n", what,
+           max_diff, max_ref, rel, (long long)differ, (long long)n);
+    T_CHECK(nan == 0, "%s: %lld NaN with the bf16 cache", what, (long long)nan);
+    T_CHECK(differ > n / 10, "%s: only %lld of %lld values differ: is the bf16 cache used?", what, (long long)differ,
+            (long long)n);
+    T_CHECK(max_diff <= BF16_CACHE_MAX_ABS * max_ref, "%s: max |diff| %.3g > %.3g (max |f32| %.3g)", what, max_diff,
+            BF16_CACHE_MAX_ABS * max_ref, max_ref);
+    T_CHECK(rel <= BF16_CACHE_REL_L2, "%s: rel L2 %.3g > %.3g", what, rel, BF16_CACHE_REL_L2);
+}
+
+/* Decode [16, f, h, w] and encode the f32 result back, with both caches; compare. */
+static void check_bf16_cache(const struct wan_vae *v, const char *name, int64_t f, int64_t h, int64_t w) {
+    const int64_t t = wan_vae_decoded_frames(&v->cfg, f), fn = 3 * 8 * h * 8 * w;
+    const int64_t fe = wan_vae_encoded_frames(&v->cfg, t), en = 16 * h * w;
+    float *z = malloc((size_t)(16 * f * h * w) * sizeof(float)), *video = malloc((size_t)(t * fn) * sizeof(float));
+    t_fill_normal(z, 16 * f * h * w, 21, 4, 1.0f);
+    struct collect d32 = {.frames = malloc((size_t)(t * fn) * sizeof(float)), .frame_numel = fn};
+    struct collect d16 = {.frames = malloc((size_t)(t * fn) * sizeof(float)), .frame_numel = fn};
+    stream_frames(v, true, DTYPE_F32, z, 16, f, h, w, &d32);
+    stream_frames(v, true, DTYPE_BF16, z, 16, f, h, w, &d16);
+    T_REQUIRE(d32.n == t && d16.n == t, "decoded %lld and %lld frames, expected %lld", (long long)d32.n,
+              (long long)d16.n, (long long)t);
+    char what[96];
+    snprintf(what, sizeof what, "%s decode [16, %lld, %lld, %lld]", name, (long long)f, (long long)h, (long long)w);
+    compare_bf16_cache(what, d32.frames, d16.frames, t * fn);
+    /* the encoder's input: the f32 decode as [3, t, 8h, 8w] */
+    for (int64_t ti = 0; ti < t; ti++)
+        for (int64_t c = 0; c < 3; c++)
+            memcpy(video + (c * t + ti) * (fn / 3), d32.frames + ti * fn + c * (fn / 3), (size_t)(fn / 3) * sizeof(float));
+    struct collect e32 = {.frames = malloc((size_t)(fe * en) * sizeof(float)), .frame_numel = en};
+    struct collect e16 = {.frames = malloc((size_t)(fe * en) * sizeof(float)), .frame_numel = en};
+    stream_frames(v, false, DTYPE_F32, video, 3, t, 8 * h, 8 * w, &e32);
+    stream_frames(v, false, DTYPE_BF16, video, 3, t, 8 * h, 8 * w, &e16);
+    T_REQUIRE(e32.n == fe && e16.n == fe, "encoded %lld and %lld latents, expected %lld", (long long)e32.n,
+              (long long)e16.n, (long long)fe);
+    snprintf(what, sizeof what, "%s encode [3, %lld, %lld, %lld]", name, (long long)t, (long long)(8 * h),
+             (long long)(8 * w));
+    compare_bf16_cache(what, e32.frames, e16.frames, fe * en);
+    free(z), free(video), free(d32.frames), free(d16.frames), free(e32.frames), free(e16.frames);
+}
+
+/* Stream memory at 720P: the bf16 cache must save at least half of the full-resolution caches (three resblocks of
+ * two 3x3x3 convs in the decoder's last stage, two frames each of base_dim channels). */
+static void check_bf16_bytes(const struct wan_vae *v, const char *name) {
+    const int64_t H = 720, W = 1280, c0 = v->cfg.base_dim * v->cfg.dim_mult[0];
+    for (int dec = 1; dec >= 0; dec--) {
+        const size_t b32 = wan_vae_stream_bytes(v, dec, H, W, DTYPE_F32), b16 = wan_vae_stream_bytes(v, dec, H, W, DTYPE_BF16);
+        const int64_t convs = dec ? 2 * (v->cfg.num_res_blocks + 1) : 2 * v->cfg.num_res_blocks;
+        const double floor_saving = (double)convs * 2 * c0 * H * W * 2; /* bytes: half of 4-byte frames */
+        printf("%s %s stream at 1280x720: f32 cache %.1f MiB, bf16 cache %.1f MiB (saves %.1f MiB, at least %.1f "
+               "expected)\n",
+               name, dec ? "decoder" : "encoder", b32 / 1048576.0, b16 / 1048576.0, (b32 - b16) / 1048576.0,
+               floor_saving / 1048576.0);
+        T_CHECK(b16 > 0 && b32 > b16 && (double)(b32 - b16) >= floor_saving,
+                "%s: bf16 cache saves %.1f MiB, expected at least %.1f", name, ((double)b32 - (double)b16) / 1048576.0,
+                floor_saving / 1048576.0);
+    }
+    T_CHECK(wan_vae_stream_bytes(v, true, H, W, DTYPE_F16) == 0, "an f16 cache must be refused");
+}
+
+static void test_cache_bf16(const char *model) {
+    struct wan_vae *v = NULL;
+    T_REQUIRE(wan_vae_load(&v, model) == ERR_OK, "%s", err_message());
+    check_bf16_cache(v, "tiny VAE", 4, 4, 6);
+    check_bf16_bytes(v, "tiny VAE");
+    wan_vae_free(&v);
+    struct wan_vae_config c;
+    wan_vae_default_config(&c);
+    c.base_dim = 32; /* wider: a third of the released width */
+    T_REQUIRE(wan_vae_create_random(&v, &c, 7) == ERR_OK, "%s", err_message());
+    check_bf16_cache(v, "base_dim 32 VAE", 3, 4, 6);
+    check_bf16_bytes(v, "base_dim 32 VAE");
     wan_vae_free(&v);
 }
 
@@ -269,6 +373,7 @@ int main(void) {
     T_REQUIRE(wan_tiny_write(model, &o) == ERR_OK, "%s", err_message());
     test_decode_encode(model, tmp);
     test_causality_and_memory(model);
+    test_cache_bf16(model);
     test_bad_inputs(model, tmp);
     t_rmtree(tmp);
     return t_summary(__FILE__);
