@@ -35,5 +35,6 @@ int cmd_encode_text(int argc, char **argv);
 int cmd_vae_decode(int argc, char **argv);
 int cmd_vae_encode(int argc, char **argv);
 int cmd_bench_vae(int argc, char **argv);
+int cmd_render(int argc, char **argv);
 
 #endif /* REELFARM_CLI_ARGS_H */

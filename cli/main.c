@@ -18,6 +18,7 @@ struct subcommand {
 };
 
 static const struct subcommand subcommands[] = {
+    {"render", cmd_render, "prompt or film file -> finished film (MP4/MKV/WebM/HDF5), with checkpoints and resume"},
     {"dit-forward", cmd_dit_forward, "one DiT forward: latents, timesteps, context (HDF5) -> noise_pred (HDF5)"},
     {"encode-text", cmd_encode_text, "umT5 encoding of a prompt (and negative prompt) -> context (HDF5)"},
     {"vae-encode", cmd_vae_encode, "Wan VAE encoding: image, video or HDF5 pixels -> latents (HDF5)"},
