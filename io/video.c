@@ -281,6 +281,7 @@ int video_writer_open(struct video_writer **out, const char *path, const struct 
     enc->height = opt->height;
     enc->pix_fmt = AV_PIX_FMT_YUV420P;
     enc->sample_aspect_ratio = (AVRational){1, 1};
+    if (opt->threads > 0) enc->thread_count = opt->threads;
     enc->time_base = (AVRational){opt->fps_den, opt->fps_num}; /* pts = frame index */
     enc->framerate = (AVRational){opt->fps_num, opt->fps_den};
     enc->color_range = AVCOL_RANGE_MPEG;

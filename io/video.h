@@ -68,6 +68,8 @@ struct video_writer_options {
     bool overwrite;       /* replace an existing output */
     const char *temp_path; /* NULL: a unique temp sibling; else this name (replaced if it exists), so a
                             * resumed render writes where the interrupted one did */
+    int threads;          /* encoder threads; 0: the encoder's automatic choice. 1 makes the bytes independent
+                           * of machine load (a resumed render re-encodes its frames and must match) */
     bool fragmented;      /* MP4: fragments (empty moov, a fragment per keyframe) instead of +faststart,
                            * so the growing temp file plays while frames are still being added */
 };

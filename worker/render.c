@@ -940,6 +940,7 @@ static int start_outputs(struct render *r, bool resume, const struct render_ckpt
         wo.codec = r->s->codec, wo.crf = r->s->crf, wo.preset = r->s->preset, wo.overwrite = r->o->overwrite;
         wo.temp_path = r->partial;
         wo.fragmented = true;
+        wo.threads = 1; /* byte-identical re-encoding on resume, whatever the load */
         TRY(video_writer_open(&r->writer, r->out, &wo));
     }
     return ERR_OK;
