@@ -281,7 +281,6 @@ int video_writer_open(struct video_writer **out, const char *path, const struct 
     enc->height = opt->height;
     enc->pix_fmt = AV_PIX_FMT_YUV420P;
     enc->sample_aspect_ratio = (AVRational){1, 1};
-    if (opt->threads > 0) enc->thread_count = opt->threads;
     enc->time_base = (AVRational){opt->fps_den, opt->fps_num}; /* pts = frame index */
     enc->framerate = (AVRational){opt->fps_num, opt->fps_den};
     enc->color_range = AVCOL_RANGE_MPEG;
@@ -289,7 +288,7 @@ int video_writer_open(struct video_writer **out, const char *path, const struct 
     enc->color_trc = AVCOL_TRC_BT709;
     enc->colorspace = AVCOL_SPC_BT709;
     enc->chroma_sample_location = AVCHROMA_LOC_LEFT;
-    enc->thread_count = 0; /* libavcodec picks */
+    enc->thread_count = opt->threads > 0 ? opt->threads : 0; /* 0: libavcodec picks */
     if (w->oc->oformat->flags & AVFMT_GLOBALHEADER) enc->flags |= AV_CODEC_FLAG_GLOBAL_HEADER;
     /* x264/x265 print their own line for an unknown preset; refuse it here instead. */
     if (opt->preset && (!strcmp(codec->name, "libx264") || !strcmp(codec->name, "libx265")) &&
