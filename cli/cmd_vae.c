@@ -24,8 +24,8 @@ static const char vae_decode_help[] =
     "                     gives libx264; h265 16; av1 20)\n"
     "  --preset NAME      encoder speed preset (x264/x265: ultrafast ... veryslow)\n"
     "  --vae-cache f32|bf16  how the decoder keeps its state between frames (the causal convolutions' last two\n"
-    "                     input frames): f32 (default, exact) or bf16 (about half the memory, e.g. 5.7 instead of\n"
-    "                     10.2 GiB at 720P; rounding as upstream's bf16-autocast decode; computation stays f32)\n"
+    "                     input frames): f32 (default, exact) or bf16 (a 720P decode peaks at 6.6 instead of\n"
+    "                     10.3 GiB; rounded as upstream's bf16-autocast decode keeps it; computation stays f32)\n"
     "  --threads N / --force\n";
 
 static const char vae_encode_help[] =
