@@ -9,6 +9,7 @@
 #include <strings.h>
 
 #include "core/error.h"
+#include "io/fs.h"
 
 int arg_i64(const char *flag, const char *value, int64_t lo, int64_t hi, int64_t *out) {
     char *end = NULL;
@@ -78,4 +79,15 @@ int usage_error(const char *cmd, const char *fmt, ...) {
 int run_error(void) {
     fprintf(stderr, "reelfarm: error: %s\n", err_message()[0] ? err_message() : "unknown error");
     return EXIT_RUN_ERROR;
+}
+
+int arg_read_text_file(const char *flag, const char *path, char **out) {
+    size_t len = 0;
+    if (fs_read_file(path, out, &len, (size_t)16 << 20) < 0) return err_wrap("%s: ", flag);
+    if (strlen(*out) != len) {
+        free(*out);
+        *out = NULL;
+        return err_set(ERR_FORMAT, "%s %s: the file contains a NUL byte", flag, path);
+    }
+    return 0;
 }

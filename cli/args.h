@@ -19,6 +19,10 @@ int arg_f64(const char *flag, const char *value, double lo, double hi, double *o
 /* "540p" -> 960x544, "720p" -> 1280x720, "WxH" (e.g. 832x480, portrait 544x960) */
 int arg_resolution(const char *flag, const char *value, int64_t *width, int64_t *height);
 
+/* Read a whole UTF-8 text file given with `flag` (--prompt-file ...) into a malloc'd string; a NUL byte
+ * inside is refused. */
+int arg_read_text_file(const char *flag, const char *path, char **out);
+
 /* Print one line "reelfarm <cmd>: <message> (see 'reelfarm <cmd> --help')" to stderr; returns EXIT_USAGE. */
 int usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Print "reelfarm: error: <err_message()>" to stderr; returns EXIT_RUN_ERROR. */

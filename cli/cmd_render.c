@@ -81,17 +81,6 @@ static int absolutize(char **p) {
     return ERR_OK;
 }
 
-static int read_text_file(const char *flag, const char *path, char **out) {
-    size_t len = 0;
-    if (fs_read_file(path, out, &len, (size_t)16 << 20) < 0) return err_wrap("%s: ", flag);
-    if (strlen(*out) != len) {
-        free(*out);
-        *out = NULL;
-        return err_set(ERR_FORMAT, "%s %s: the file contains a NUL byte", flag, path);
-    }
-    return ERR_OK;
-}
-
 static int set_str(struct render_settings *s, enum render_setting_bit bit, char **dst, const char *v) {
     s->set |= RS_BIT(bit);
     return render_settings_set_str(dst, v);
@@ -138,7 +127,7 @@ int cmd_render(int argc, char **argv) {
         case 'p': rc = set_str(&s, RS_PROMPT, &s.prompt, optarg); break;
         case OPT_PROMPT_FILE: {
             char *text = NULL;
-            rc = read_text_file("--prompt-file", optarg, &text);
+            rc = arg_read_text_file("--prompt-file", optarg, &text);
             if (rc == ERR_OK) rc = set_str(&s, RS_PROMPT, &s.prompt, text);
             free(text);
             if (rc < 0) {

@@ -251,17 +251,6 @@ static const char encode_text_help[] =
     "                                      models; longer prompts are truncated with a warning)\n"
     "  --threads N / --force\n";
 
-static int read_text_file(const char *flag, const char *path, char **out) {
-    size_t len = 0;
-    if (fs_read_file(path, out, &len, (size_t)16 << 20) < 0) return err_wrap("%s: ", flag);
-    if (strlen(*out) != len) {
-        free(*out);
-        *out = NULL;
-        return err_set(ERR_FORMAT, "%s %s: the file contains a NUL byte", flag, path);
-    }
-    return 0;
-}
-
 int cmd_encode_text(int argc, char **argv) {
     static const struct option longopts[] = {
         {"model", required_argument, 0, 'm'},           {"out", required_argument, 0, 'o'},
@@ -301,8 +290,8 @@ int cmd_encode_text(int argc, char **argv) {
     if (!!o.negative_prompt + !!neg_file + default_negative > 1)
         return usage_error(cmd, "give at most one of --negative, --negative-prompt and --negative-prompt-file");
     char *ptext = NULL, *ntext = NULL;
-    if (prompt_file && read_text_file("--prompt-file", prompt_file, &ptext) < 0) return run_error();
-    if (neg_file && read_text_file("--negative-prompt-file", neg_file, &ntext) < 0) {
+    if (prompt_file && arg_read_text_file("--prompt-file", prompt_file, &ptext) < 0) return run_error();
+    if (neg_file && arg_read_text_file("--negative-prompt-file", neg_file, &ntext) < 0) {
         free(ptext);
         return run_error();
     }

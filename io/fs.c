@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -340,4 +341,9 @@ end:
     if (fd >= 0) close(fd);
     if (ret < 0 && tmp[0]) fs_remove_quiet(tmp);
     return ret;
+}
+
+bool fs_has_suffix(const char *path, const char *suffix) {
+    const size_t n = strlen(path), k = strlen(suffix);
+    return n >= k && strcasecmp(path + n - k, suffix) == 0;
 }

@@ -22,6 +22,8 @@ bool fs_exists(const char *path);
 bool fs_is_dir(const char *path);
 /* A regular file (after following symlinks). */
 bool fs_is_file(const char *path);
+/* True if path ends in suffix, ignoring ASCII case (".mp4" matches "A.MP4"). */
+bool fs_has_suffix(const char *path, const char *suffix);
 
 /* out = dir + "/" + name (no doubled '/'; an empty dir gives name). ERR_INVALID_ARG if it does
  * not fit in cap bytes including the NUL. */

@@ -26,7 +26,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <unistd.h>
 
 #include "coordinator/film.h"
@@ -189,16 +188,11 @@ static int resolve_settings(struct render *r) {
     return ERR_OK;
 }
 
-static bool path_has_suffix(const char *p, const char *suffix) {
-    const size_t n = strlen(p), k = strlen(suffix);
-    return n >= k && !strcasecmp(p + n - k, suffix);
-}
-
 static int check_output_paths(struct render *r) {
     const char *out = r->s->output;
     if (!out) return err_set(ERR_INVALID_ARG, "no output: give --out FILE (.mp4, .mkv, .webm or .h5)");
-    r->to_h5 = path_has_suffix(out, ".h5");
-    if (!r->to_h5 && !path_has_suffix(out, ".mp4") && !path_has_suffix(out, ".mkv") && !path_has_suffix(out, ".webm"))
+    r->to_h5 = fs_has_suffix(out, ".h5");
+    if (!r->to_h5 && !fs_has_suffix(out, ".mp4") && !fs_has_suffix(out, ".mkv") && !fs_has_suffix(out, ".webm"))
         return err_set(ERR_INVALID_ARG, "--out %s: expected a .mp4, .mkv, .webm or .h5 file", out);
     if (strlen(out) >= PATH_MAX - 32) return err_set(ERR_INVALID_ARG, "--out: path too long");
     snprintf(r->out, sizeof r->out, "%s", out);

@@ -12,7 +12,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 #include "core/error.h"
 #include "core/log.h"
@@ -23,13 +22,8 @@
 #include "model/wan_vae.h"
 #include "worker/worker.h"
 
-static bool has_suffix(const char *s, const char *suffix) {
-    const size_t n = strlen(s), k = strlen(suffix);
-    return n >= k && strcasecmp(s + n - k, suffix) == 0;
-}
-
 static bool is_video_path(const char *p) {
-    return has_suffix(p, ".mp4") || has_suffix(p, ".mkv") || has_suffix(p, ".webm");
+    return fs_has_suffix(p, ".mp4") || fs_has_suffix(p, ".mkv") || fs_has_suffix(p, ".webm");
 }
 
 /* ---- decode ---- */
@@ -53,7 +47,7 @@ static int decode_sink_frame(void *user, int64_t index, const struct tensor *fra
 
 int worker_vae_decode(const struct vae_decode_options *o) {
     const bool to_video = is_video_path(o->out_path);
-    if (!to_video && !has_suffix(o->out_path, ".h5"))
+    if (!to_video && !fs_has_suffix(o->out_path, ".h5"))
         return err_set(ERR_INVALID_ARG, "--out %s: expected a .h5, .mp4, .mkv or .webm file", o->out_path);
     if (!o->force && fs_exists(o->out_path))
         return err_set(ERR_EXISTS, "%s already exists; refusing to overwrite it (use --force)", o->out_path);
@@ -165,7 +159,7 @@ static int push_pixels(void *user, int64_t index, const float *chw) {
 }
 
 int worker_vae_encode(const struct vae_encode_options *o) {
-    if (!has_suffix(o->out_path, ".h5"))
+    if (!fs_has_suffix(o->out_path, ".h5"))
         return err_set(ERR_INVALID_ARG, "--out %s: expected a .h5 file", o->out_path);
     if (!o->force && fs_exists(o->out_path))
         return err_set(ERR_EXISTS, "%s already exists; refusing to overwrite it (use --force)", o->out_path);
