@@ -153,6 +153,26 @@ void op_rmsnorm(const struct exec_ctx *ctx, struct tensor *y, const struct tenso
     DISPATCH(ctx, rmsnorm, ctx, y, x, gamma, eps);
 }
 
+void op_row_sumsq(const struct exec_ctx *ctx, struct tensor *ss, const struct tensor *x) {
+    static const char op[] = "op_row_sumsq";
+    check_rows(ctx, op, "x", x);
+    check_vector(ctx, op, "ss", ss, x->shape[0]);
+    DISPATCH_CPU_ONLY(ctx, row_sumsq, ctx, ss, x);
+}
+
+void op_rmsnorm_given_sumsq(const struct exec_ctx *ctx, struct tensor *y, const struct tensor *x,
+                            const struct tensor *ss, int64_t width, const struct tensor *gamma, float eps) {
+    static const char op[] = "op_rmsnorm_given_sumsq";
+    check_rows(ctx, op, "y", y);
+    check_rows(ctx, op, "x", x);
+    check_same_shape(op, "y", y, "x", x);
+    check_vector(ctx, op, "ss", ss, x->shape[0]);
+    CHECK(width >= x->shape[1], "%s: width %lld is less than the %lld columns held", op, (long long)width,
+          (long long)x->shape[1]);
+    if (gamma) check_vector(ctx, op, "gamma", gamma, x->shape[1]);
+    DISPATCH_CPU_ONLY(ctx, rmsnorm_given_sumsq, ctx, y, x, ss, width, gamma, eps);
+}
+
 void op_norm_modulate(const struct exec_ctx *ctx, struct tensor *y, const struct tensor *x,
                       const struct tensor *shift, const struct tensor *scale, int64_t group_size, int64_t row_offset,
                       float eps) {
@@ -238,26 +258,70 @@ void op_rope3d(const struct exec_ctx *ctx, struct tensor *x, int n_heads, const 
     DISPATCH(ctx, rope3d, ctx, x, n_heads, grid, token_offset, freqs, split);
 }
 
-void op_attention(const struct exec_ctx *ctx, struct tensor *out, const struct tensor *q, const struct tensor *k,
-                  const struct tensor *v, int n_heads, float scale, const struct attn_causal *causal,
-                  bool accumulate) {
-    static const char op[] = "op_attention";
-    check_rows(ctx, op, "out", out);
+/* q [Lq, H dh] and k, v [Lk, H dh] (rows), the head split and the causal description. */
+static void check_attention_inputs(const struct exec_ctx *ctx, const char *op, const struct tensor *q,
+                                   const struct tensor *k, const struct tensor *v, int n_heads,
+                                   const struct attn_causal *causal) {
     check_rows(ctx, op, "q", q);
     check_rows(ctx, op, "k", k);
     check_rows(ctx, op, "v", v);
-    check_same_shape(op, "out", out, "q", q);
     check_same_shape(op, "k", k, "v", v);
     CHECK(q->shape[1] == k->shape[1], "%s: q width %lld != k width %lld", op, (long long)q->shape[1],
           (long long)k->shape[1]);
     CHECK(n_heads > 0 && q->shape[1] % n_heads == 0 && q->shape[1] / n_heads <= OP_HEAD_DIM_MAX,
           "%s: width %lld into %d heads", op, (long long)q->shape[1], n_heads);
-    CHECK(k->shape[0] > 0, "%s: no keys", op);
     if (causal)
         CHECK(causal->tokens_per_frame > 0 && causal->frames_per_block > 0 && causal->q_token_offset >= 0 &&
                   causal->k_token_offset >= 0,
               "%s: bad causal description", op);
+}
+
+void op_attention(const struct exec_ctx *ctx, struct tensor *out, const struct tensor *q, const struct tensor *k,
+                  const struct tensor *v, int n_heads, float scale, const struct attn_causal *causal,
+                  bool accumulate) {
+    static const char op[] = "op_attention";
+    check_rows(ctx, op, "out", out);
+    check_attention_inputs(ctx, op, q, k, v, n_heads, causal);
+    check_same_shape(op, "out", out, "q", q);
+    CHECK(k->shape[0] > 0, "%s: no keys", op);
     DISPATCH(ctx, attention, ctx, out, q, k, v, n_heads, scale, causal, accumulate);
+}
+
+/* An attention state for rows like [Lq, H dh]: m, l [H, Lq] and o [Lq, H dh] (H is m's row count). */
+static void check_attn_state(const struct exec_ctx *ctx, const char *op, const struct attn_state *st,
+                             const char *rows_name, const struct tensor *rows_like) {
+    CHECK(st != NULL, "%s: state is NULL", op);
+    check_rows(ctx, op, "state m", &st->m);
+    check_rows(ctx, op, "state l", &st->l);
+    check_rows(ctx, op, "state o", &st->o);
+    check_same_shape(op, "state m", &st->m, "state l", &st->l);
+    check_same_shape(op, "state o", &st->o, rows_name, rows_like);
+    CHECK(st->m.shape[1] == rows_like->shape[0], "%s: state m has %lld columns, %s %lld rows", op,
+          (long long)st->m.shape[1], rows_name, (long long)rows_like->shape[0]);
+}
+
+void op_attention_block(const struct exec_ctx *ctx, struct attn_state *st, const struct tensor *q,
+                        const struct tensor *k, const struct tensor *v, int n_heads, float scale,
+                        const struct attn_causal *causal, int64_t valid_keys, bool first_block) {
+    static const char op[] = "op_attention_block";
+    check_attention_inputs(ctx, op, q, k, v, n_heads, causal);
+    check_attn_state(ctx, op, st, "q", q);
+    CHECK(st->m.shape[0] == n_heads, "%s: state m has %lld rows for %d heads", op, (long long)st->m.shape[0],
+          n_heads);
+    CHECK(valid_keys >= 0 && valid_keys <= k->shape[0], "%s: valid_keys %lld outside [0, %lld]", op,
+          (long long)valid_keys, (long long)k->shape[0]);
+    DISPATCH_CPU_ONLY(ctx, attention_block, ctx, st, q, k, v, n_heads, scale, causal, valid_keys, first_block);
+}
+
+void op_attention_finish(const struct exec_ctx *ctx, struct tensor *out, const struct attn_state *st,
+                         bool accumulate) {
+    static const char op[] = "op_attention_finish";
+    check_rows(ctx, op, "out", out);
+    check_attn_state(ctx, op, st, "out", out);
+    const int64_t heads = st->m.shape[0];
+    CHECK(heads > 0 && out->shape[1] % heads == 0 && out->shape[1] / heads <= OP_HEAD_DIM_MAX,
+          "%s: width %lld into %lld heads", op, (long long)out->shape[1], (long long)heads);
+    DISPATCH_CPU_ONLY(ctx, attention_finish, ctx, out, st, accumulate);
 }
 
 static void check_patch(const char *op, const struct tensor *lat, const int patch[3]) {
@@ -377,15 +441,9 @@ void op_attention_biased(const struct exec_ctx *ctx, struct tensor *out, const s
                          int64_t valid_keys) {
     static const char op[] = "op_attention_biased";
     check_rows(ctx, op, "out", out);
-    check_rows(ctx, op, "q", q);
-    check_rows(ctx, op, "k", k);
-    check_rows(ctx, op, "v", v);
+    check_attention_inputs(ctx, op, q, k, v, n_heads, NULL);
     check_rows(ctx, op, "bias", bias);
     check_same_shape(op, "out", out, "q", q);
-    check_same_shape(op, "k", k, "v", v);
-    CHECK(q->shape[1] == k->shape[1] && n_heads > 0 && q->shape[1] % n_heads == 0 &&
-              q->shape[1] / n_heads <= OP_HEAD_DIM_MAX,
-          "%s: width %lld into %d heads", op, (long long)q->shape[1], n_heads);
     CHECK(bias->shape[0] == n_heads && bias->shape[1] == q->shape[0] + k->shape[0] - 1,
           "%s: bias must be [%d, %lld]", op, n_heads, (long long)(q->shape[0] + k->shape[0] - 1));
     CHECK(valid_keys >= 1 && valid_keys <= k->shape[0], "%s: valid_keys %lld outside [1, %lld]", op,

@@ -72,6 +72,13 @@ void op_layernorm(const struct exec_ctx *ctx, struct tensor *y, const struct ten
 void op_rmsnorm(const struct exec_ctx *ctx, struct tensor *y, const struct tensor *x, const struct tensor *gamma,
                 float eps);
 
+/* Tensor-parallel RMSNorm (a rank holds some columns of each row): ss[M] = sum of squares of each row
+ * of x[M, d] (accumulated in double), then y = x * rsqrt(ss_total / width + eps) (* gamma[d]) once the
+ * partial sums have been all-reduced into ss_total. CPU kernels only so far. */
+void op_row_sumsq(const struct exec_ctx *ctx, struct tensor *ss, const struct tensor *x);
+void op_rmsnorm_given_sumsq(const struct exec_ctx *ctx, struct tensor *y, const struct tensor *x,
+                            const struct tensor *ss, int64_t width, const struct tensor *gamma, float eps);
+
 /* Affine-free LayerNorm then per-frame modulation (spec 3.6 step 1/5, 3.7):
  * y[i] = LN(x[i]) * (1 + scale[g]) + shift[g], with shift and scale [G, D] per-frame tables. */
 void op_norm_modulate(const struct exec_ctx *ctx, struct tensor *y, const struct tensor *x,
@@ -108,6 +115,32 @@ void op_rope3d(const struct exec_ctx *ctx, struct tensor *x, int n_heads, const 
 void op_attention(const struct exec_ctx *ctx, struct tensor *out, const struct tensor *q, const struct tensor *k,
                   const struct tensor *v, int n_heads, float scale, const struct attn_causal *causal,
                   bool accumulate);
+
+/* Attention over key blocks with carried state (ring attention: each rank's keys arrive in turn).
+ * op_attention_block folds one block of keys into the streaming softmax of every query row of q;
+ * op_attention_finish normalises. A state belongs to one q and n_heads (rows tensors):
+ * the running max m and sum l of each head's scores per query row, and the unnormalised output o. */
+struct attn_state {
+    struct tensor m; /* [H, Lq] */
+    struct tensor l; /* [H, Lq] */
+    struct tensor o; /* [Lq, H dh] */
+};
+
+/* The key tile of the CPU attention kernel: op_attention_block over blocks that start at multiples of it,
+ * taken in increasing key order, gives bitwise the op_attention result over all keys. */
+enum { OP_ATTENTION_KEY_TILE = 256 };
+
+/* Folds the keys k, v [Lb, H dh] (rows) into st. Only the first valid_keys rows (0 <= valid_keys <= Lb) are
+ * keys; the rest is padding and never read. causal as op_attention, with k_token_offset the global index of
+ * the block's first key. first_block initialises st; later blocks carry it on (same q, increasing keys).
+ * The CUDA backend has no kernel for these two ops yet. */
+void op_attention_block(const struct exec_ctx *ctx, struct attn_state *st, const struct tensor *q,
+                        const struct tensor *k, const struct tensor *v, int n_heads, float scale,
+                        const struct attn_causal *causal, int64_t valid_keys, bool first_block);
+
+/* out[Lq, H dh] (=|+=) the attention output held by st; query rows that saw no key give 0. */
+void op_attention_finish(const struct exec_ctx *ctx, struct tensor *out, const struct attn_state *st,
+                         bool accumulate);
 
 /* T5 relative position bucket (spec 8.3): bidirectional, num_buckets / 2 per direction, exact below
  * num_buckets / 4, logarithmic up to max_distance (the log term in float32, truncated toward zero). */

@@ -19,6 +19,9 @@ void kern_layernorm_cpu(const struct exec_ctx *ctx, struct tensor *y, const stru
                         const struct tensor *gamma, const struct tensor *beta, float eps);
 void kern_rmsnorm_cpu(const struct exec_ctx *ctx, struct tensor *y, const struct tensor *x, const struct tensor *gamma,
                       float eps);
+void kern_row_sumsq_cpu(const struct exec_ctx *ctx, struct tensor *ss, const struct tensor *x);
+void kern_rmsnorm_given_sumsq_cpu(const struct exec_ctx *ctx, struct tensor *y, const struct tensor *x,
+                                  const struct tensor *ss, int64_t width, const struct tensor *gamma, float eps);
 void kern_norm_modulate_cpu(const struct exec_ctx *ctx, struct tensor *y, const struct tensor *x,
                             const struct tensor *shift, const struct tensor *scale, int64_t group_size,
                             int64_t row_offset, float eps);
@@ -34,6 +37,11 @@ void kern_rope3d_cpu(const struct exec_ctx *ctx, struct tensor *x, int n_heads, 
 void kern_attention_cpu(const struct exec_ctx *ctx, struct tensor *out, const struct tensor *q, const struct tensor *k,
                         const struct tensor *v, int n_heads, float scale, const struct attn_causal *causal,
                         bool accumulate);
+void kern_attention_block_cpu(const struct exec_ctx *ctx, struct attn_state *st, const struct tensor *q,
+                              const struct tensor *k, const struct tensor *v, int n_heads, float scale,
+                              const struct attn_causal *causal, int64_t valid_keys, bool first_block);
+void kern_attention_finish_cpu(const struct exec_ctx *ctx, struct tensor *out, const struct attn_state *st,
+                               bool accumulate);
 void kern_t5_relbias_cpu(const struct exec_ctx *ctx, struct tensor *out, const struct tensor *table, int num_buckets,
                          int max_distance, int64_t lq);
 void kern_attention_biased_cpu(const struct exec_ctx *ctx, struct tensor *out, const struct tensor *q,
@@ -60,6 +68,14 @@ void kern_clamp_cpu(const struct exec_ctx *ctx, struct tensor *y, const struct t
 void kern_transpose_cpu(const struct exec_ctx *ctx, struct tensor *y, const struct tensor *x);
 
 enum { ROPE_MAX_PAIRS = OP_HEAD_DIM_MAX / 2 };
+
+/* Row-major C[m, n] = alpha A[m, k] op(B) + beta C, with op(B) = B [k, n], or B^T for B [n, k] when trans_b
+ * (cblas_sgemm(CblasRowMajor, CblasNoTrans, ...) with leading dimensions lda, ldb, ldc), such that every row of
+ * C is bitwise independent of m and of the other rows in the call (for fixed n, k, trans_b, alpha, beta): calls
+ * OpenBLAS would give to its small-matrix kernels run padded with scratch rows (kern_linear.c). Linear and
+ * attention multiply through it, so a sequence-parallel shard computes the same bits as one rank. */
+void kern_sgemm_row_stable(bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float *a, int64_t lda,
+                           const float *b, int64_t ldb, float beta, float *c, int64_t ldc);
 
 /* Threads for our OpenMP loops (and, on first use, pins OpenBLAS to one thread). */
 int kern_cpu_threads(const struct exec_ctx *ctx);

@@ -63,6 +63,37 @@ void kern_rmsnorm_cpu(const struct exec_ctx *ctx, struct tensor *y, const struct
     }
 }
 
+void kern_row_sumsq_cpu(const struct exec_ctx *ctx, struct tensor *ss, const struct tensor *x) {
+    const int64_t m = x->shape[0], d = x->shape[1];
+    const int nt = kern_cpu_threads(ctx);
+#pragma omp parallel for num_threads(nt) schedule(static)
+    for (int64_t i = 0; i < m; i++) {
+        const float *xr = (const float *)x->data + i * x->stride[0];
+        double acc = 0;
+#pragma omp simd reduction(+ : acc)
+        for (int64_t j = 0; j < d; j++) acc += (double)xr[j] * xr[j];
+        ((float *)ss->data)[i * ss->stride[0]] = (float)acc;
+    }
+}
+
+void kern_rmsnorm_given_sumsq_cpu(const struct exec_ctx *ctx, struct tensor *y, const struct tensor *x,
+                                  const struct tensor *ss, int64_t width, const struct tensor *gamma, float eps) {
+    const int64_t m = x->shape[0], d = x->shape[1];
+    const float *g = gamma ? gamma->data : NULL;
+    const int nt = kern_cpu_threads(ctx);
+#pragma omp parallel for num_threads(nt) schedule(static)
+    for (int64_t i = 0; i < m; i++) {
+        const float *xr = (const float *)x->data + i * x->stride[0];
+        float *yr = (float *)y->data + i * y->stride[0];
+        const double total = ((const float *)ss->data)[i * ss->stride[0]];
+        const float r = (float)(1.0 / sqrt(total / (double)width + (double)eps));
+        if (g)
+            for (int64_t j = 0; j < d; j++) yr[j] = xr[j] * r * g[j];
+        else
+            for (int64_t j = 0; j < d; j++) yr[j] = xr[j] * r;
+    }
+}
+
 void kern_norm_modulate_cpu(const struct exec_ctx *ctx, struct tensor *y, const struct tensor *x,
                             const struct tensor *shift, const struct tensor *scale, int64_t group_size,
                             int64_t row_offset, float eps) {

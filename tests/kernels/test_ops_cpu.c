@@ -8,6 +8,8 @@
  *   linear (K up to 1536) and attention              atol 1e-5, rtol 1e-5      (long f32 dot products)
  *   vm_expf over [-87, 88]                           rtol 3e-7                  (2 ulp)
  *   VAE frame convolutions (K = Ci taps up to 27 x 40)  atol 1e-5, rtol 1e-5    (long f32 dot products)
+ * Work splits of sequence parallelism (thread counts, row shards of linear and attention, key blocks of
+ * op_attention_block) are compared with the unsplit call bitwise.
  */
 #include <math.h>
 #include <stdlib.h>
@@ -140,6 +142,179 @@ static void test_attention_threads(void) {
         free(y[0]), free(y[1]), free(y[2]);
     }
     free(q), free(k), free(v);
+}
+
+/* Rows of an output that differ bitwise between two row-major buffers of n columns (a: lda, b: ldb). */
+static int64_t rows_differing(const float *a, int64_t lda, const float *b, int64_t ldb, int64_t m, int64_t n) {
+    int64_t bad = 0;
+    for (int64_t i = 0; i < m; i++) bad += memcmp(a + i * lda, b + i * ldb, (size_t)n * sizeof(float)) != 0;
+    return bad;
+}
+
+/* Row subsets [r0, r0 + len) of an m-row problem: single rows, small and odd counts, a tile and a bit. */
+static int row_subsets(int64_t m, int64_t (*sub)[2], int max) {
+    static const int64_t lens[] = {1, 2, 3, 5, 8, 13, 31, 64, 100, 129, 255, 511};
+    int n = 0;
+    for (size_t i = 0; i < sizeof lens / sizeof lens[0] && n < max - 1; i++)
+        if (lens[i] < m) sub[n][0] = (lens[i] * 7 + 3) % (m - lens[i] + 1), sub[n++][1] = lens[i];
+    sub[n][0] = m > 1 ? 1 : 0, sub[n++][1] = m > 1 ? m - 1 : m; /* all but the first row */
+    return n;
+}
+
+/* Sequence parallelism: a rank computes rows [r0, r0 + len) of y = x w^T + b alone, and they must equal those
+ * rows of the call on all m rows bit for bit. OpenBLAS 0.3.21 broke this: its small-matrix kernels (calls with
+ * M N K <= 1e6) round differently from its blocked path (see kern_sgemm_row_stable). */
+static void check_linear_rows(int64_t m, int64_t n, int64_t k) {
+    float *x = rand_buf(m * k, 1.0f), *w = rand_buf(n * k, 0.1f), *b = rand_buf(n, 0.5f);
+    float *y = malloc((size_t)(m * n) * sizeof(float)), *ys = malloc((size_t)(m * n) * sizeof(float));
+    struct tensor xt = tensor_f32_2d(x, m, k), wt = tensor_f32_2d(w, n, k), bt = tensor_f32_1d(b, n),
+                  yt = tensor_f32_2d(y, m, n);
+    op_linear(&ctx, &yt, &xt, &wt, &bt);
+    int64_t sub[16][2], bad = 0, rows = 0;
+    const int ns = row_subsets(m, sub, 16);
+    for (int s = 0; s < ns; s++) {
+        const int64_t r0 = sub[s][0], len = sub[s][1];
+        struct tensor xs = tensor_f32_2d(x + r0 * k, len, k), yst = tensor_f32_2d(ys, len, n);
+        op_linear(&ctx, &yst, &xs, &wt, &bt);
+        bad += rows_differing(ys, n, y + r0 * n, n, len, n);
+        rows += len;
+    }
+    T_CHECK(bad == 0, "linear m=%lld n=%lld k=%lld: %lld of %lld rows computed alone differ from the full call",
+            (long long)m, (long long)n, (long long)k, (long long)bad, (long long)rows);
+    free(x), free(w), free(b), free(y), free(ys);
+}
+
+static void test_linear_rows(void) {
+    static const int64_t dims[] = {16, 33, 64, 100, 256, 512};
+    const int nd = (int)(sizeof dims / sizeof dims[0]);
+    for (int i = 0; i < nd; i++)
+        for (int j = 0; j < nd; j++) {
+            check_linear_rows(600, dims[i], dims[j]);
+            if ((i + j) % 3 == 0) check_linear_rows(37, dims[i], dims[j]);
+        }
+    check_linear_rows(5, 16, 16);
+    check_linear_rows(2, 1536, 256);   /* the time projection of one or two timesteps */
+    check_linear_rows(2100, 1000, 64); /* the full call tiles its columns differently from a shard */
+}
+
+/* Attention for a shard of query rows (global rows [r0, r0 + len), keys all) equals those rows of the full call
+ * bitwise, with and without block-causal masks. */
+static void check_attention_rows(int64_t l, int heads, int64_t dh, const struct attn_causal *cz) {
+    const int64_t w = heads * dh;
+    float *q = rand_buf(l * w, 1.0f), *k = rand_buf(l * w, 1.0f), *v = rand_buf(l * w, 1.0f);
+    float *out = malloc((size_t)(l * w) * sizeof(float)), *os = malloc((size_t)(l * w) * sizeof(float));
+    const float scale = 1.0f / sqrtf((float)dh);
+    struct tensor qt = tensor_f32_2d(q, l, w), kt = tensor_f32_2d(k, l, w), vt = tensor_f32_2d(v, l, w),
+                  ot = tensor_f32_2d(out, l, w);
+    op_attention(&ctx, &ot, &qt, &kt, &vt, heads, scale, cz, false);
+    int64_t sub[16][2], bad = 0, rows = 0;
+    const int ns = row_subsets(l, sub, 16);
+    for (int s = 0; s < ns; s++) {
+        const int64_t r0 = sub[s][0], len = sub[s][1];
+        struct attn_causal c = cz ? *cz : (struct attn_causal){0};
+        c.q_token_offset += r0;
+        struct tensor qs = tensor_f32_2d(q + r0 * w, len, w), ost = tensor_f32_2d(os, len, w);
+        op_attention(&ctx, &ost, &qs, &kt, &vt, heads, scale, cz ? &c : NULL, false);
+        bad += rows_differing(os, w, out + r0 * w, w, len, w);
+        rows += len;
+    }
+    T_CHECK(bad == 0, "attention l=%lld heads=%d dh=%lld causal=%d: %lld of %lld query rows computed alone differ",
+            (long long)l, heads, (long long)dh, cz != NULL, (long long)bad, (long long)rows);
+    free(q), free(k), free(v), free(out), free(os);
+}
+
+static void test_attention_rows(void) {
+    const struct attn_causal c2 = {.tokens_per_frame = 30, .frames_per_block = 2};
+    const struct attn_causal c3 = {.tokens_per_frame = 50, .frames_per_block = 3};
+    check_attention_rows(300, 2, 64, NULL);
+    check_attention_rows(300, 1, 128, &c2);
+    check_attention_rows(700, 3, 128, NULL);
+    check_attention_rows(700, 2, 64, &c3);
+    check_attention_rows(37, 3, 64, &c2);
+    check_attention_rows(257, 2, 128, NULL); /* I2V image tokens: a last key tile of one key */
+}
+
+/* Ring attention: keys in blocks of the given lengths (each starting at a multiple of OP_ATTENTION_KEY_TILE),
+ * folded in order by op_attention_block and normalised by op_attention_finish, equal op_attention on all keys
+ * bitwise. Each block sits in a buffer with pad extra rows of NaN (valid_keys < the block's rows) that must never
+ * be read. q is global token rows [q_off, q_off + lq). */
+static void check_attention_blocks(int64_t lq, int64_t q_off, int64_t lk, const int64_t *blocks, int heads,
+                                   int64_t dh, const struct attn_causal *cz, int64_t pad, bool accumulate) {
+    const int64_t w = heads * dh;
+    float *q = rand_buf(lq * w, 1.0f), *k = rand_buf(lk * w, 1.0f), *v = rand_buf(lk * w, 1.0f);
+    float *ref = rand_buf(lq * w, 1.0f), *out = guard_alloc(lq * w);
+    memcpy(out, ref, (size_t)(lq * w) * sizeof(float));
+    float *m = malloc((size_t)(heads * lq) * sizeof(float)), *l = malloc((size_t)(heads * lq) * sizeof(float));
+    float *o = malloc((size_t)(lq * w) * sizeof(float));
+    const float scale = 1.0f / sqrtf((float)dh);
+    struct attn_causal c = cz ? *cz : (struct attn_causal){.tokens_per_frame = 1, .frames_per_block = 1};
+    c.q_token_offset = q_off;
+    struct tensor qt = tensor_f32_2d(q, lq, w), kt = tensor_f32_2d(k, lk, w), vt = tensor_f32_2d(v, lk, w),
+                  rt = tensor_f32_2d(ref, lq, w), ot = tensor_f32_2d(out, lq, w);
+    op_attention(&ctx, &rt, &qt, &kt, &vt, heads, scale, cz ? &c : NULL, accumulate);
+    struct attn_state st = {tensor_f32_2d(m, heads, lq), tensor_f32_2d(l, heads, lq), tensor_f32_2d(o, lq, w)};
+    char what[160];
+    int n = snprintf(what, sizeof what, "attention blocks lq=%lld (at %lld) lk=%lld heads=%d dh=%lld causal=%d",
+                     (long long)lq, (long long)q_off, (long long)lk, heads, (long long)dh, cz != NULL);
+    n += snprintf(what + n, sizeof what - (size_t)n, " pad=%lld:", (long long)pad);
+    for (int64_t b = 0, off = 0; off < lk; off += blocks[b++]) {
+        const int64_t len = blocks[b] < lk - off ? blocks[b] : lk - off, rows = len + pad;
+        n += snprintf(what + n, sizeof what - (size_t)n, " %lld", (long long)len);
+        float *kb = malloc((size_t)(rows * w) * sizeof(float)), *vb = malloc((size_t)(rows * w) * sizeof(float));
+        memcpy(kb, k + off * w, (size_t)(len * w) * sizeof(float));
+        memcpy(vb, v + off * w, (size_t)(len * w) * sizeof(float));
+        for (int64_t i = len * w; i < rows * w; i++) kb[i] = vb[i] = NAN;
+        struct tensor kbt = tensor_f32_2d(kb, rows, w), vbt = tensor_f32_2d(vb, rows, w);
+        c.k_token_offset = off;
+        op_attention_block(&ctx, &st, &qt, &kbt, &vbt, heads, scale, cz ? &c : NULL, len, b == 0);
+        free(kb), free(vb);
+    }
+    op_attention_finish(&ctx, &ot, &st, accumulate);
+    bool finite = true;
+    for (int64_t i = 0; i < lq * w; i++) finite &= isfinite(out[i]);
+    T_CHECK(finite, "%s non-finite output", what);
+    T_CHECK(!memcmp(out, ref, (size_t)(lq * w) * sizeof(float)), "%s differs from op_attention on all keys", what);
+    T_CHECK(guard_intact(out, lq * w), "%s guard band", what);
+    free(q), free(k), free(v), free(ref), free(m), free(l), free(o), guard_free(out);
+}
+
+static void test_attention_blocks(void) {
+    const struct attn_causal c1 = {.tokens_per_frame = 50, .frames_per_block = 3};
+    const struct attn_causal c2 = {.tokens_per_frame = 100, .frames_per_block = 2};
+    const int64_t b256[] = {256, 256, 256, 256, 256}, b512[] = {512, 512, 512};
+    const int64_t uneven[] = {256, 768, 1024}, one[] = {1100};
+    check_attention_blocks(300, 0, 300, b256, 2, 64, NULL, 0, false);
+    check_attention_blocks(300, 0, 300, b256, 1, 128, &c1, 13, false);
+    check_attention_blocks(700, 0, 700, b256, 3, 128, &c1, 0, false);
+    check_attention_blocks(700, 0, 700, b512, 1, 64, NULL, 100, true);
+    check_attention_blocks(700, 0, 700, uneven, 2, 128, &c1, 7, false);
+    check_attention_blocks(1100, 0, 1100, uneven, 3, 64, &c2, 0, false);
+    check_attention_blocks(1100, 0, 1100, b512, 2, 128, &c2, 61, false);
+    check_attention_blocks(1100, 0, 1100, one, 1, 128, &c2, 200, true); /* one block with padding */
+    check_attention_blocks(300, 400, 1100, b256, 3, 128, &c2, 5, false); /* a query shard of a ring */
+    check_attention_blocks(1, 1099, 1100, uneven, 2, 64, &c1, 0, false);
+    check_attention_blocks(129, 0, 257, b256, 2, 128, NULL, 3, true);
+
+    /* Queries before the block's first visible key see nothing and give 0 (frames of 50 tokens, keys from 256). */
+    const int heads = 2;
+    const int64_t lq = 300, lk = 300, dh = 64, w = heads * dh;
+    float *q = rand_buf(lq * w, 1.0f), *k = rand_buf(lk * w, 1.0f), *v = rand_buf(lk * w, 1.0f);
+    float *ref = malloc((size_t)(lq * w) * sizeof(float)), *out = malloc((size_t)(lq * w) * sizeof(float));
+    float *m = malloc((size_t)(heads * lq) * sizeof(float)), *l = malloc((size_t)(heads * lq) * sizeof(float));
+    float *o = malloc((size_t)(lq * w) * sizeof(float));
+    const struct attn_causal c = {.tokens_per_frame = 50, .frames_per_block = 1, .k_token_offset = 256};
+    struct tensor qt = tensor_f32_2d(q, lq, w), kt = tensor_f32_2d(k, lk, w), vt = tensor_f32_2d(v, lk, w),
+                  rt = tensor_f32_2d(ref, lq, w), ot = tensor_f32_2d(out, lq, w);
+    struct attn_state st = {tensor_f32_2d(m, heads, lq), tensor_f32_2d(l, heads, lq), tensor_f32_2d(o, lq, w)};
+    op_attention(&ctx, &rt, &qt, &kt, &vt, heads, 0.125f, &c, false);
+    op_attention_block(&ctx, &st, &qt, &kt, &vt, heads, 0.125f, &c, lk, true);
+    op_attention_finish(&ctx, &ot, &st, false);
+    bool zeros = true, finite = true;
+    for (int64_t i = 0; i < 250 * w; i++) zeros &= out[i] == 0.0f;
+    for (int64_t i = 250 * w; i < lq * w; i++) finite &= isfinite(out[i]) && out[i] != 0.0f;
+    T_CHECK(zeros && finite, "attention block: rows that see no key must give 0, the others finite values");
+    T_CHECK(!memcmp(out, ref, (size_t)(lq * w) * sizeof(float)), "attention block with masked rows differs");
+    free(q), free(k), free(v), free(ref), free(out), free(m), free(l), free(o);
 }
 
 static void ref_layernorm(double *out, const float *x, int64_t d, const float *g, const float *b, double eps) {
@@ -644,12 +819,15 @@ int main(void) {
     check_linear(64, 128, 64, 128, false, 2);
     check_linear(1, 1, 1, 1, true, 0);
     test_linear_threads();
+    test_linear_rows();
     test_norms();
     test_modulation();
     test_activations();
     test_rope();
     test_attention();
     test_attention_threads();
+    test_attention_rows();
+    test_attention_blocks();
     test_t5_bucket();
     test_attention_biased();
     test_layout();
