@@ -81,6 +81,18 @@ int run_error(void) {
     return EXIT_RUN_ERROR;
 }
 
+bool arg_parallel(int ch, const char *value, struct par_request *req, int *rc) {
+    *rc = 0;
+    switch (ch) {
+    case ARG_OPT_SP: *rc = arg_int("--sp", value, 1, 1 << 20, &req->sp); return true;
+    case ARG_OPT_TP: *rc = arg_int("--tp", value, 1, 1 << 20, &req->tp); return true;
+    case ARG_OPT_ULYSSES: *rc = arg_int("--ulysses", value, 1, 1 << 20, &req->ulysses); return true;
+    case ARG_OPT_CFG_PARALLEL: req->cfg = 2; return true;
+    case ARG_OPT_NO_CFG_PARALLEL: req->cfg = 1; return true;
+    default: return false;
+    }
+}
+
 int arg_read_text_file(const char *flag, const char *path, char **out) {
     size_t len = 0;
     if (fs_read_file(path, out, &len, (size_t)16 << 20) < 0) return err_wrap("%s: ", flag);

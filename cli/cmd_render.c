@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "cli/args.h"
+#include "parallel/par_runtime.h"
 #include "coordinator/film.h"
 #include "coordinator/render_settings.h"
 #include "core/error.h"
@@ -58,13 +59,17 @@ static const char render_help[] =
     "  --quiet                   no progress bar\n"
     "  --progress-json           one JSON object per event on stdout\n"
     "  --threads N\n"
+    "\n" ARG_PARALLEL_HELP
+    "  --encoder-rank            the last rank decodes and encodes each chunk while the others denoise the\n"
+    "                            next one (needs --overlap-mode latent; the layout gets the other ranks)\n"
+    "  Every layout renders the same film; a checkpoint written with one layout resumes with another.\n"
     "\n"
     "SIGINT/SIGTERM save a checkpoint and exit (130/143) with the command that resumes.\n";
 
 enum {
     OPT_NEG = 1000, OPT_PROMPT_FILE, OPT_END_IMAGE, OPT_EXTEND, OPT_CODEC, OPT_CRF, OPT_PRESET, OPT_CKPT, OPT_CKPT_EVERY,
     OPT_NO_CKPT, OPT_KEEP_CKPT, OPT_RESUME, OPT_NOISE, OPT_SAVE_LATENTS, OPT_OVERWRITE, OPT_QUIET, OPT_JSON,
-    OPT_OVERLAP_MODE, OPT_CAUSAL_ATTN, OPT_ADDNOISE, OPT_BASE, OPT_OVERLAP, OPT_AR, OPT_CBS, OPT_SECONDS
+    OPT_OVERLAP_MODE, OPT_ENCODER_RANK, OPT_CAUSAL_ATTN, OPT_ADDNOISE, OPT_BASE, OPT_OVERLAP, OPT_AR, OPT_CBS, OPT_SECONDS
 };
 
 /* Make a path absolute (so a checkpoint resumes from any folder); missing files keep their name. */
@@ -110,7 +115,8 @@ int cmd_render(int argc, char **argv) {
         {"save-latents", required_argument, 0, OPT_SAVE_LATENTS},
         {"overwrite", no_argument, 0, OPT_OVERWRITE}, {"quiet", no_argument, 0, OPT_QUIET},
         {"progress-json", no_argument, 0, OPT_JSON},  {"threads", required_argument, 0, 't'},
-        {"help", no_argument, 0, 'h'},                {0, 0, 0, 0}};
+        {"help", no_argument, 0, 'h'},                ARG_PARALLEL_LONGOPTS, {"encoder-rank", no_argument, 0, OPT_ENCODER_RANK},
+        {0, 0, 0, 0}};
     static const char cmd[] = "render";
     struct render_settings s;
     render_settings_defaults(&s);
@@ -121,8 +127,16 @@ int cmd_render(int argc, char **argv) {
     int ch, rc = 0, ret = 0;
     int64_t i64 = 0;
     while ((ch = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
+        if (arg_parallel(ch, optarg, &o.par, &rc)) {
+            if (rc < 0) {
+                render_settings_free(&s);
+                return usage_error(cmd, "%s", err_message());
+            }
+            continue;
+        }
         switch (ch) {
         case 'm': rc = set_str(&s, RS_MODEL, &s.model, optarg); break;
+        case OPT_ENCODER_RANK: o.encoder_rank = true; break;
         case 'o': rc = set_str(&s, RS_OUTPUT, &s.output, optarg); break;
         case 'p': rc = set_str(&s, RS_PROMPT, &s.prompt, optarg); break;
         case OPT_PROMPT_FILE: {
@@ -223,7 +237,8 @@ int cmd_render(int argc, char **argv) {
         if (!(s.set & RS_BIT(RS_OVERLAP))) s.overlap = 5;
         if (!(s.set & (RS_BIT(RS_FRAMES) | RS_BIT(RS_SECONDS))) && !s.n_shots) s.frames = 41;
         if (!(s.set & RS_BIT(RS_STEPS))) s.steps = 10;
-        fprintf(stderr, "reelfarm render: no --model given: using the built-in tiny model with random weights, so the "
+        if (par_rank() == 0)
+            fprintf(stderr, "reelfarm render: no --model given: using the built-in tiny model with random weights, so the "
                         "video is random noise; for real video point --model at a SkyReels-V2 Diffusers directory "
                         "(e.g. Skywork/SkyReels-V2-DF-1.3B-540P-Diffusers)\n");
     }

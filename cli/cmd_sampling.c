@@ -17,7 +17,8 @@
 static const char denoise_help[] =
     "Usage: reelfarm denoise --model DIR --in IN.h5 --out OUT.h5 --steps N [options]\n"
     "\n"
-    "The diffusion-forcing denoising loop of one window (spec 4, 5, 6.4) on the CPU.\n"
+    "The diffusion-forcing denoising loop of one window (spec 4, 5, 6.4) on the CPU, on one rank or\n"
+    "spread over the ranks of an MPI job (the latents are the same bits on every layout but --tp).\n"
     "\n"
     "IN.h5 datasets (float32):\n"
     "  noise              [16, F, H, W]  starting latents of the whole window\n"
@@ -43,7 +44,8 @@ static const char denoise_help[] =
     "  --fps F                   frame rate the fps embedding is told (default 24; 16 selects code 0)\n"
     "  --chunk I                 chunk index, for addressing random draws (default 0)\n"
     "  --textbook-step           textbook UniPC instead of upstream's last_sample aliasing (spec 5.6)\n"
-    "  --threads N / --force\n";
+    "  --threads N / --force\n"
+    "\n" ARG_PARALLEL_HELP;
 
 int cmd_denoise(int argc, char **argv) {
     static const struct option longopts[] = {
@@ -55,13 +57,18 @@ int cmd_denoise(int argc, char **argv) {
         {"seed", required_argument, 0, 'S'},       {"fps", required_argument, 0, 'F'},
         {"chunk", required_argument, 0, 'I'},      {"textbook-step", no_argument, 0, 'T'},
         {"threads", required_argument, 0, 't'},    {"force", no_argument, 0, 'f'},
-        {"help", no_argument, 0, 'h'},             {0, 0, 0, 0}};
+        {"help", no_argument, 0, 'h'},             ARG_PARALLEL_LONGOPTS,
+        {0, 0, 0, 0}};
     static const char cmd[] = "denoise";
     struct denoise_options o = {.shift = 8.0, .guidance = 6.0, .causal_block_size = 1, .fps = 24};
     optind = 0;
     opterr = 0;
     int ch, rc = 0;
     while ((ch = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
+        if (arg_parallel(ch, optarg, &o.par, &rc)) {
+            if (rc < 0) return usage_error(cmd, "%s", err_message());
+            continue;
+        }
         switch (ch) {
         case 'm': o.model_dir = optarg; break;
         case 'i': o.in_path = optarg; break;

@@ -1,4 +1,4 @@
-/* cli/cmd_stage.c - `reelfarm dit-forward` and `reelfarm bench`. */
+/* cli/cmd_stage.c - `reelfarm dit-forward` and `reelfarm bench` (one rank, or the scaling benchmark under mpirun). */
 #include <getopt.h>
 #include <stdio.h>
 #include <string.h>
@@ -65,9 +65,18 @@ int cmd_dit_forward(int argc, char **argv) {
 
 static const char bench_help[] =
     "Usage: reelfarm bench [options]\n"
+    "       mpirun -n N reelfarm bench [--sp N] [--tp N] [--ulysses N] [--cfg-parallel --guidance G] [--json FILE]\n"
+    "       reelfarm bench --comm-model --model-size 14b --resolution 720p --frames 121 --guidance 6\n"
     "\n"
     "Times DiT forwards with random weights and random inputs (nothing is downloaded) and prints one\n"
     "key=value line: seconds per forward, GFLOP/s from the FLOP count of the spec shapes, memory.\n"
+    "\n"
+    "Scaling (docs/scaling.md): under mpirun, with --guidance > 1 or with --json, it times steps instead\n"
+    "(a step = one forward, or with guidance > 1 the conditional and unconditional passes and their\n"
+    "combination, as one denoising row) and prints `bench_step` (wall time = slowest rank, time in\n"
+    "collectives, compute, bytes per step) and one `bench_comm` line per collective kind (calls, bytes\n"
+    "sent and seconds per rank, max and mean over ranks, and the communication model's bytes, which\n"
+    "must be equal: model_match=1).\n"
     "\n"
     "Options:\n"
     "  --model-size tiny|1.3b|14b   preset of spec section 1 (default 1.3b)\n"
@@ -80,7 +89,34 @@ static const char bench_help[] =
     "  --repeat N / --warmup N      timed and untimed forwards (default 3 / 1)\n"
     "  --threads N                  CPU threads (default: all cores)\n"
     "  --backend cpu|cuda           (default cpu)\n"
-    "  --seed S                     weights and inputs seed (default 0)\n";
+    "  --seed S                     weights and inputs seed (default 0)\n"
+    "  --guidance G                 > 1: a step is two passes (CFG); default 1 (one forward)\n"
+    "  --json FILE                  also write the run as one JSON object (machine, layout, shapes,\n"
+    "                               timings, per-rank and per-collective figures; replaced if it exists)\n"
+    "  --comm-model                 print the communication model instead of timing: bytes per rank per\n"
+    "                               step of every layout on 1, 2, 4 and 8 ranks for this shape, and the\n"
+    "                               time at NVLink and 100/200/400 Gb/s links next to the compute time\n"
+    "  --comm-dtype bf16|f32        payload type of the model's activations (default bf16, as on GPUs)\n"
+    "  --comm-ranks N,N,...         rank counts to tabulate (default 1,2,4,8; at most 7)\n"
+    "  --gpu-tflops T               sustained rate per GPU for the compute time (default 355: what\n"
+    "                               Wan2.1's own H100 table implies at one GPU)\n"
+    "\n" ARG_PARALLEL_HELP;
+
+/* "1,2,4,8" -> out[0..n) and a terminating 0; at most max entries. */
+static int parse_rank_list(const char *value, int *out, int max) {
+    char buf[128], *save = NULL;
+    if (strlen(value) >= sizeof buf) return err_set(ERR_INVALID_ARG, "--comm-ranks: list too long");
+    snprintf(buf, sizeof buf, "%s", value);
+    int n = 0;
+    for (char *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+        if (n == max) return err_set(ERR_INVALID_ARG, "--comm-ranks: at most %d rank counts", max);
+        TRY(arg_int("--comm-ranks", tok, 1, 4096, &out[n]));
+        n++;
+    }
+    if (n == 0) return err_set(ERR_INVALID_ARG, "--comm-ranks: expected rank counts such as 1,2,4,8");
+    out[n] = 0;
+    return ERR_OK;
+}
 
 int cmd_bench(int argc, char **argv) {
     static const struct option longopts[] = {
@@ -91,14 +127,23 @@ int cmd_bench(int argc, char **argv) {
         {"repeat", required_argument, 0, 'R'},     {"warmup", required_argument, 0, 'W'},
         {"threads", required_argument, 0, 't'},    {"backend", required_argument, 0, 'b'},
         {"seed", required_argument, 0, 's'},       {"help", no_argument, 0, 'h'},
+        {"guidance", required_argument, 0, 'g'},   {"json", required_argument, 0, 'j'},
+        {"comm-model", no_argument, 0, 'C'},       {"comm-dtype", required_argument, 0, 'D'},
+        {"gpu-tflops", required_argument, 0, 'P'}, {"comm-ranks", required_argument, 0, 'K'},
+        ARG_PARALLEL_LONGOPTS,
         {0, 0, 0, 0}};
     static const char cmd[] = "bench";
     struct bench_options o = {.model_size = "1.3b", .pixel_frames = 5, .height = 544, .width = 960,
-                              .text_len = 512, .repeat = 3, .warmup = 1, .backend = BACKEND_CPU};
+                              .text_len = 512, .repeat = 3, .warmup = 1, .backend = BACKEND_CPU,
+                              .guidance = 1.0, .gpu_tflops = 355.0};
     optind = 0;
     opterr = 0;
     int ch, rc = 0;
     while ((ch = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
+        if (arg_parallel(ch, optarg, &o.par, &rc)) {
+            if (rc < 0) return usage_error(cmd, "%s", err_message());
+            continue;
+        }
         switch (ch) {
         case 'M': o.model_size = optarg; break;
         case 'L': rc = arg_i64("--layers", optarg, 1, 1000, &o.layers); break;
@@ -112,6 +157,19 @@ int cmd_bench(int argc, char **argv) {
         case 'W': rc = arg_int("--warmup", optarg, 0, 100000, &o.warmup); break;
         case 't': rc = arg_int("--threads", optarg, 1, 4096, &o.threads); break;
         case 's': rc = arg_u64("--seed", optarg, &o.seed); break;
+        case 'g': rc = arg_f64("--guidance", optarg, 0, 100, &o.guidance); break;
+        case 'j': o.json_path = optarg; break;
+        case 'C': o.comm_model = true; break;
+        case 'P': rc = arg_f64("--gpu-tflops", optarg, 1e-3, 1e6, &o.gpu_tflops); break;
+        case 'K': rc = parse_rank_list(optarg, o.comm_ranks, 7); break;
+        case 'D':
+            if (!strcmp(optarg, "bf16"))
+                o.comm_model_f32 = false;
+            else if (!strcmp(optarg, "f32"))
+                o.comm_model_f32 = true;
+            else
+                return usage_error(cmd, "--comm-dtype: expected bf16 or f32, got '%s'", optarg);
+            break;
         case 'b':
             if (!strcmp(optarg, "cpu"))
                 o.backend = BACKEND_CPU;

@@ -3,6 +3,7 @@
  * Exit status: 0 success, 1 bad input or a failed run (one "reelfarm: error: ..." line),
  * 2 usage error, 70 internal error (FATAL line with rank and location).
  */
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -17,8 +18,11 @@ struct subcommand {
     const char *summary;
 };
 
+int cmd_submit(int argc, char **argv); /* cli/cmd_submit.c */
+
 static const struct subcommand subcommands[] = {
     {"render", cmd_render, "prompt or film file -> finished film (MP4/MKV/WebM/HDF5), with checkpoints and resume"},
+    {"submit", cmd_submit, "a film file -> a Slurm batch job on N nodes (checkpoint, requeue, resume); prints the job id"},
     {"dit-forward", cmd_dit_forward, "one DiT forward: latents, timesteps, context (HDF5) -> noise_pred (HDF5)"},
     {"encode-text", cmd_encode_text, "umT5 encoding of a prompt (and negative prompt) -> context (HDF5)"},
     {"vae-encode", cmd_vae_encode, "Wan VAE encoding: image, video or HDF5 pixels -> latents (HDF5)"},
@@ -63,6 +67,9 @@ int main(int argc, char **argv) {
         if (strcmp(name, subcommands[i].name) != 0) continue;
         par_init(&argc, &argv, PAR_AUTO);
         int rc = subcommands[i].run(argc - 1, argv + 1);
+        /* A failure on one rank: the others may wait on it forever, so end them all (no-op alone). A stop on a
+         * signal (130, 143) is agreed by every rank of a render after its checkpoint: finish normally. */
+        if (rc != 0 && rc != 128 + SIGINT && rc != 128 + SIGTERM) par_abort_job(rc);
         par_finalize();
         return rc;
     }

@@ -1,4 +1,9 @@
-/* io/h5io.c - HDF5 tensor files (serial API of the parallel HDF5 1.10 library). */
+/* io/h5io.c - HDF5 tensor files (the parallel HDF5 1.10 library: serial files through the default driver,
+ * collective files through MPI-IO).
+ *
+ * The only MPI names used here are the MPI_Comm and MPI_Info that H5Pset_fapl_mpio takes; the ranks of a
+ * collective file coordinate (temp name, agreement on errors, the commit) through core/comm.h.
+ */
 #include "io/h5io.h"
 
 #include <hdf5.h>
@@ -9,13 +14,20 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "core/comm.h"
 #include "core/error.h"
+#include "core/log.h"
 #include "io/fs.h"
+
+#ifndef H5_HAVE_PARALLEL
+#error "reelfarm needs the parallel HDF5 library (libhdf5-openmpi-dev)"
+#endif
 
 struct h5_file {
     hid_t id;
     bool writing;
     bool overwrite;
+    struct comm *comm;   /* collective files: the ranks that write it together; NULL for serial files */
     char path[1024];     /* the final path */
     char tmp_path[1100]; /* writing: where data goes until commit */
 };
@@ -79,26 +91,144 @@ int h5_create(struct h5_file **out, const char *path, bool overwrite) {
     return ERR_OK;
 }
 
+/* ---- collective coordination ---- */
+
+/* Every rank of c learns how a step went on all of them: ERR_OK if it succeeded everywhere, otherwise the
+ * code and message of the lowest failing rank, set on every rank. Without a group (serial files): rc. */
+static int agree(struct comm *c, int rc) {
+    if (comm_size(c) <= 1) return rc;
+    int *all = malloc((size_t)c->size * sizeof *all);
+    CHECK(all, "out of memory");
+    comm_allgather(c, &rc, all, sizeof rc);
+    int bad = -1;
+    for (int r = 0; r < c->size && bad < 0; r++)
+        if (all[r] < 0) bad = r;
+    free(all);
+    if (bad < 0) return ERR_OK;
+    struct {
+        int code;
+        char msg[1000];
+    } e = {0};
+    if (c->rank == bad) {
+        e.code = rc;
+        snprintf(e.msg, sizeof e.msg, "%s", err_message());
+    }
+    comm_bcast(c, &e, sizeof e, bad);
+    return err_set((enum err_code)e.code, "%s", e.msg);
+}
+
+/* fsync the directory that holds path, so that a rename in it survives a crash. Filesystems that cannot
+ * sync a directory (EINVAL) are accepted. */
+static int fsync_parent_dir(const char *path) {
+    char dir[1100];
+    snprintf(dir, sizeof dir, "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (!slash) snprintf(dir, sizeof dir, ".");
+    else if (slash == dir) dir[1] = '\0';
+    else *slash = '\0';
+    const int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) return err_set(ERR_IO, "%s: cannot open its directory to sync it: %s", path, strerror(errno));
+    const int bad = fsync(fd) != 0 && errno != EINVAL ? errno : 0;
+    close(fd);
+    if (bad) return err_set(ERR_IO, "%s: fsync of directory %s failed: %s", path, dir, strerror(bad));
+    return ERR_OK;
+}
+
+/* A finished temp file into place: durable before it becomes visible (checkpoints must survive a crash
+ * right after the rename), then the rename made durable. The temp file is gone afterwards either way. */
+static int commit_tmp(const struct h5_file *f) {
+    const int fd = open(f->tmp_path, O_RDONLY | O_CLOEXEC);
+    int rc;
+    if (fd < 0 || fsync(fd) != 0) {
+        rc = err_set(ERR_IO, "%s: fsync failed: %s", f->tmp_path, strerror(errno));
+        fs_remove_quiet(f->tmp_path);
+    } else {
+        rc = fs_commit(f->tmp_path, f->path, f->overwrite);
+    }
+    if (fd >= 0) close(fd);
+    if (rc == ERR_OK) rc = fsync_parent_dir(f->path);
+    return rc;
+}
+
+int h5_create_collective(struct h5_file **out, const char *path, bool overwrite, struct comm *comm,
+                         const void *mpi_comm) {
+    if (comm_size(comm) <= 1) return h5_create(out, path, overwrite);
+    CHECK(mpi_comm != NULL, "h5_create_collective: no MPI communicator for %s", path);
+    h5_quiet();
+    *out = NULL;
+    struct h5_file *f = calloc(1, sizeof *f);
+    int rc = f ? ERR_OK : err_set(ERR_NOMEM, "out of memory");
+    /* rank 0 decides: the refusal to overwrite and the temp name (fs_temp_path holds its pid) */
+    if (rc == ERR_OK && comm->rank == 0) {
+        if (!overwrite && fs_exists(path))
+            rc = err_set(ERR_EXISTS, "%s already exists; refusing to overwrite it (use --force)", path);
+        else
+            rc = fs_temp_path(f->tmp_path, sizeof f->tmp_path, path);
+    }
+    if ((rc = agree(comm, rc)) < 0) {
+        free(f);
+        return rc;
+    }
+    comm_bcast(comm, f->tmp_path, sizeof f->tmp_path, 0);
+    snprintf(f->path, sizeof f->path, "%s", path);
+    f->comm = comm;
+    f->writing = true;
+    f->overwrite = overwrite;
+
+    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
+    H5_CHECK(fapl);
+    H5_CHECK(H5Pset_fapl_mpio(fapl, *(const MPI_Comm *)mpi_comm, MPI_INFO_NULL));
+    /* metadata: every rank makes the same calls anyway; collective reads and writes of it scale better */
+    H5_CHECK(H5Pset_all_coll_metadata_ops(fapl, 1));
+    H5_CHECK(H5Pset_coll_metadata_write(fapl, 1));
+    f->id = H5Fcreate(f->tmp_path, H5F_ACC_EXCL, H5P_DEFAULT, fapl);
+    H5Pclose(fapl);
+    const bool opened = f->id >= 0;
+    rc = opened ? ERR_OK : err_set(ERR_IO, "%s: cannot create (is the directory writable?)", path);
+    int n_open = 0;
+    {
+        int *all = malloc((size_t)comm->size * sizeof *all), mine = opened;
+        CHECK(all, "out of memory");
+        comm_allgather(comm, &mine, all, sizeof mine);
+        for (int r = 0; r < comm->size; r++) n_open += all[r];
+        free(all);
+    }
+    /* opened on some ranks only: those would wait forever for the others in the collective close */
+    CHECK(n_open == 0 || n_open == comm->size, "%s: MPI-IO opened the file on %d of %d ranks", path, n_open,
+          comm->size);
+    if ((rc = agree(comm, rc)) < 0) {
+        if (comm->rank == 0) fs_remove_quiet(f->tmp_path);
+        comm_barrier(comm);
+        free(f);
+        return rc;
+    }
+    *out = f;
+    return ERR_OK;
+}
+
+void h5_share_rows(const struct h5_file *f, int64_t n, int64_t *row0, int64_t *rows) {
+    const int64_t size = comm_size(f->comm), rank = comm_rank(f->comm);
+    const int64_t a = n * rank / size, b = n * (rank + 1) / size;
+    *row0 = a;
+    *rows = b - a;
+}
+
 int h5_commit(struct h5_file **fp) {
     struct h5_file *f = *fp;
     CHECK(f && f->writing, "h5_commit on a file not opened with h5_create");
-    herr_t hr = H5Fclose(f->id);
+    /* collective files: every rank's writes onto storage (MPI_File_sync), which rank 0's fsync below cannot do
+     * for ranks on other nodes of a parallel filesystem */
+    herr_t hr = f->comm ? H5Fflush(f->id, H5F_SCOPE_GLOBAL) : 0;
+    if (H5Fclose(f->id) < 0) hr = -1;
     f->id = -1;
-    int rc;
-    if (hr < 0) {
-        fs_remove_quiet(f->tmp_path);
-        rc = err_set(ERR_IO, "%s: HDF5 failed to finish the file (disk full?)", f->path);
-    } else {
-        /* durable before it becomes visible: checkpoints must survive a crash right after the rename */
-        const int fd = open(f->tmp_path, O_RDONLY | O_CLOEXEC);
-        if (fd < 0 || fsync(fd) != 0) {
-            rc = err_set(ERR_IO, "%s: fsync failed: %s", f->tmp_path, strerror(errno));
-            fs_remove_quiet(f->tmp_path);
-        } else {
-            rc = fs_commit(f->tmp_path, f->path, f->overwrite);
-        }
-        if (fd >= 0) close(fd);
+    int rc = hr < 0 ? err_set(ERR_IO, "%s: HDF5 failed to finish the file (disk full?)", f->path) : ERR_OK;
+    rc = agree(f->comm, rc);
+    if (comm_rank(f->comm) == 0) {
+        if (rc == ERR_OK) rc = commit_tmp(f);
+        else fs_remove_quiet(f->tmp_path);
     }
+    /* collective files: no rank goes on before rank 0 has put the file in place (or removed it) */
+    rc = agree(f->comm, rc);
     free(f);
     *fp = NULL;
     return rc;
@@ -108,7 +238,8 @@ void h5_close(struct h5_file **fp) {
     struct h5_file *f = fp ? *fp : NULL;
     if (!f) return;
     if (f->id >= 0) H5Fclose(f->id);
-    if (f->writing) fs_remove_quiet(f->tmp_path);
+    if (f->writing && comm_rank(f->comm) == 0) fs_remove_quiet(f->tmp_path);
+    if (f->comm) comm_barrier(f->comm); /* the temp file is gone before any rank goes on */
     free(f);
     *fp = NULL;
 }
@@ -256,24 +387,86 @@ end:
     return rc;
 }
 
+/* Create dataset `name` [shape] and write rows [row0, row0 + rows) of its outermost dimension from data (those
+ * rows only; a scalar has one row). A serial file writes its range; on a collective file every rank calls
+ * this with its own range (possibly empty) and the data moves in one collective transfer. */
+static int write_rows(struct h5_file *f, const char *name, hid_t file_type, hid_t mem_type, const void *data, int ndim,
+                      const int64_t *shape, int64_t row0, int64_t rows) {
+    CHECK(f->writing, "h5 write on a read-only file");
+    const int64_t n_rows = ndim > 0 ? shape[0] : 1;
+    int rc = ERR_OK;
+    if (ndim < 0 || ndim > TENSOR_MAX_DIMS)
+        rc = err_set(ERR_SHAPE, "%s: dataset '%s' has %d dimensions (at most %d supported)", f->path, name, ndim,
+                     TENSOR_MAX_DIMS);
+    for (int i = 0; rc == ERR_OK && i < ndim; i++)
+        if (shape[i] < 0) rc = err_set(ERR_SHAPE, "%s: dataset '%s' has a negative dimension", f->path, name);
+    if (rc == ERR_OK && (row0 < 0 || rows < 0 || row0 + rows > n_rows))
+        rc = err_set(ERR_INVALID_ARG, "%s: dataset '%s': rows [%lld, %lld) outside its %lld rows", f->path, name,
+                     (long long)row0, (long long)(row0 + rows), (long long)n_rows);
+    if (rc == ERR_OK && rows > 0 && !data)
+        rc = err_set(ERR_INVALID_ARG, "%s: dataset '%s': no data for rows [%lld, %lld)", f->path, name,
+                     (long long)row0, (long long)(row0 + rows));
+    if ((rc = agree(f->comm, rc)) < 0) return rc;
+
+    hsize_t dims[TENSOR_MAX_DIMS], start[TENSOR_MAX_DIMS] = {0}, count[TENSOR_MAX_DIMS];
+    for (int i = 0; i < ndim; i++) dims[i] = count[i] = (hsize_t)shape[i];
+    hid_t sp = ndim ? H5Screate_simple(ndim, dims, NULL) : H5Screate(H5S_SCALAR);
+    H5_CHECK(sp);
+    hid_t ds = H5Dcreate2(f->id, name, file_type, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    if (ds < 0) rc = err_set(ERR_IO, "%s: cannot create dataset '%s'", f->path, name);
+    if ((rc = agree(f->comm, rc)) < 0) {
+        if (ds >= 0) H5Dclose(ds);
+        H5Sclose(sp);
+        return rc;
+    }
+    /* what this rank writes: everything (H5S_ALL), nothing, or a block of rows */
+    hid_t ms = H5S_ALL, fs = H5S_ALL;
+    const bool whole = row0 == 0 && rows == n_rows;
+    if (!whole && rows == 0) {
+        fs = H5Scopy(sp);
+        H5_CHECK(fs);
+        H5_CHECK(H5Sselect_none(fs));
+        ms = H5Screate(H5S_SCALAR);
+        H5_CHECK(ms);
+        H5_CHECK(H5Sselect_none(ms));
+    } else if (!whole) {
+        start[0] = (hsize_t)row0, count[0] = (hsize_t)rows;
+        fs = H5Scopy(sp);
+        H5_CHECK(fs);
+        H5_CHECK(H5Sselect_hyperslab(fs, H5S_SELECT_SET, start, NULL, count, NULL));
+        ms = H5Screate_simple(ndim, count, NULL);
+        H5_CHECK(ms);
+    }
+    hid_t dx = H5P_DEFAULT;
+    if (f->comm) {
+        dx = H5Pcreate(H5P_DATASET_XFER);
+        H5_CHECK(dx);
+        H5_CHECK(H5Pset_dxpl_mpio(dx, H5FD_MPIO_COLLECTIVE));
+    }
+    static const char none; /* HDF5 wants a buffer even for an empty selection */
+    bool zero_size = false; /* the same on every rank: then nobody writes */
+    for (int i = 0; i < ndim; i++) zero_size = zero_size || dims[i] == 0;
+    if (!zero_size && H5Dwrite(ds, mem_type, ms, fs, dx, data ? data : (const void *)&none) < 0)
+        rc = err_set(ERR_IO, "%s: cannot write dataset '%s' (disk full?)", f->path, name);
+    if (dx != H5P_DEFAULT) {
+        uint32_t local = 0, global = 0; /* HDF5 may fall back to independent I/O: say why (a slow path, not an error) */
+        if (!zero_size && H5Pget_mpio_no_collective_cause(dx, &local, &global) >= 0 && (local | global))
+            LOG_DEBUG("%s: dataset '%s' was written independently (HDF5 no-collective cause 0x%x)", f->path, name,
+                      (unsigned)global);
+        H5Pclose(dx);
+    }
+    if (ms != H5S_ALL) H5Sclose(ms);
+    if (fs != H5S_ALL) H5Sclose(fs);
+    H5Dclose(ds);
+    H5Sclose(sp);
+    return agree(f->comm, rc);
+}
+
+/* A whole dataset: rank 0's data on a collective file. */
 static int write_dataset(struct h5_file *f, const char *name, hid_t file_type, hid_t mem_type, const void *data,
                          int ndim, const int64_t *shape) {
-    CHECK(f->writing, "h5 write on a read-only file");
-    hsize_t dims[TENSOR_MAX_DIMS];
-    for (int i = 0; i < ndim; i++) dims[i] = (hsize_t)shape[i];
-    hid_t sp = ndim ? H5Screate_simple(ndim, dims, NULL) : H5Screate(H5S_SCALAR);
-    if (sp < 0) return err_set(ERR_IO, "%s: cannot describe dataset '%s'", f->path, name);
-    int rc = ERR_OK;
-    hid_t ds = H5Dcreate2(f->id, name, file_type, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-    if (ds < 0) {
-        rc = err_set(ERR_IO, "%s: cannot create dataset '%s'", f->path, name);
-    } else {
-        if (H5Dwrite(ds, mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) < 0)
-            rc = err_set(ERR_IO, "%s: cannot write dataset '%s' (disk full?)", f->path, name);
-        H5Dclose(ds);
-    }
-    H5Sclose(sp);
-    return rc;
+    const int64_t n_rows = ndim > 0 ? shape[0] : 1;
+    return write_rows(f, name, file_type, mem_type, data, ndim, shape, 0, comm_rank(f->comm) == 0 ? n_rows : 0);
 }
 
 int h5_write_f32(struct h5_file *f, const char *name, const float *data, int ndim, const int64_t *shape) {
@@ -285,6 +478,11 @@ int h5_write_i64(struct h5_file *f, const char *name, const int64_t *data, int n
 int h5_write_u8(struct h5_file *f, const char *name, const uint8_t *data, int ndim, const int64_t *shape) {
     return write_dataset(f, name, H5T_STD_U8LE, H5T_NATIVE_UINT8, data, ndim, shape);
 }
+int h5_write_f32_rows(struct h5_file *f, const char *name, const float *data, int ndim, const int64_t *shape,
+                      int64_t row0, int64_t rows) {
+    if (ndim < 1) return agree(f->comm, err_set(ERR_SHAPE, "%s: dataset '%s': rows of a scalar", f->path, name));
+    return write_rows(f, name, H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, data, ndim, shape, row0, rows);
+}
 
 static int attr_write(struct h5_file *f, const char *key, hid_t type, const void *value) {
     CHECK(f->writing, "h5 attribute write on a read-only file");
@@ -295,7 +493,7 @@ static int attr_write(struct h5_file *f, const char *key, hid_t type, const void
     if (a < 0 || H5Awrite(a, type, value) < 0) rc = err_set(ERR_IO, "%s: cannot write attribute '%s'", f->path, key);
     if (a >= 0) H5Aclose(a);
     H5Sclose(sp);
-    return rc;
+    return agree(f->comm, rc);
 }
 
 int h5_attr_set_str(struct h5_file *f, const char *key, const char *value) {

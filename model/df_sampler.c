@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "core/arena.h"
+#include "core/comm.h"
 #include "core/error.h"
 #include "core/log.h"
 #include "core/rng.h"
@@ -176,7 +177,12 @@ int df_run_open(struct df_run **out, const struct wan_model *m, const struct exe
             goto fail;
         }
     }
-    if ((rc = wan_dit_workspace_init(&r->ws, m, &shape)) < 0) goto fail;
+    if (comm_size(s->cfg) > 1 && (comm_size(s->cfg) != 2 || !(s->guidance > 1.0))) {
+        rc = err_set(ERR_INVALID_ARG, "CFG parallelism needs 2 ranks and guidance > 1 (got %d ranks, guidance %g)",
+                     comm_size(s->cfg), s->guidance);
+        goto fail;
+    }
+    if ((rc = wan_dit_workspace_init_par(&r->ws, m, &shape, s->par)) < 0) goto fail;
     *out = r;
     return ERR_OK;
 fail:
@@ -220,12 +226,23 @@ void df_run_row(struct df_run *r) {
         op_lincomb(ctx, &xp, 2, (double[]){1.0 - nf, nf}, terms);
         for (int64_t j = 0; j < p; j++) tv[j] = (float)s->addnoise_condition;
     }
-    r->in.context = *r->w.context;
-    wan_dit_forward(r->m, ctx, &r->ws, &r->in, &r->v_c);
-    if (s->guidance > 1.0) { /* v = v_u + g (v_c - v_u), spec 3.8 */
+    if (comm_size(s->cfg) == 2) { /* both passes at once on the two halves of the ranks, then swapped */
+        const bool uncond = comm_rank(s->cfg) == 1;
+        r->in.context = uncond ? *r->w.negative_context : *r->w.context;
+        wan_dit_forward(r->m, ctx, &r->ws, &r->in, uncond ? &r->v_u : &r->v_c);
         if (r->hook) r->hook(r->hook_user, "mid-row");
-        r->in.context = *r->w.negative_context;
-        wan_dit_forward(r->m, ctx, &r->ws, &r->in, &r->v_u);
+        comm_bcast(s->cfg, r->v_c.data, tensor_nbytes(&r->v_c), 0);
+        comm_bcast(s->cfg, r->v_u.data, tensor_nbytes(&r->v_u), 1);
+    } else {
+        r->in.context = *r->w.context;
+        wan_dit_forward(r->m, ctx, &r->ws, &r->in, &r->v_c);
+    }
+    if (s->guidance > 1.0) { /* v = v_u + g (v_c - v_u), spec 3.8 */
+        if (comm_size(s->cfg) == 1) {
+            if (r->hook) r->hook(r->hook_user, "mid-row");
+            r->in.context = *r->w.negative_context;
+            wan_dit_forward(r->m, ctx, &r->ws, &r->in, &r->v_u);
+        }
         struct tensor vc = tensor_reshape(&r->v_c, 2, (int64_t[]){c, cols * plane});
         struct tensor vu = tensor_reshape(&r->v_u, 2, (int64_t[]){c, cols * plane});
         const struct tensor *terms[2] = {&vc, &vu};

@@ -38,6 +38,12 @@ struct df_sampling {
     int64_t chunk;             /* chunk index (RNG addressing) */
     int fps;                   /* frames per second; the model's fps code is 0 for 16, else 1 */
     enum unipc_variant variant;
+    /* Parallel layout (issue "distributed"; NULL: this rank computes everything). par spreads each
+     * DiT forward over sequence/tensor-parallel ranks; cfg (2 ranks) runs the conditional pass on
+     * its rank 0 and the unconditional one on its rank 1 at the same time. Every rank keeps the
+     * whole scheduler state and ends with the same latents, bit for bit. */
+    const struct wan_dit_par *par;
+    struct comm *cfg;
 };
 
 struct df_window {

@@ -1,8 +1,12 @@
-/* model/wan_dit.c - loading the Wan DiT and its forward pass (spec 2.1-2.3, 3.2-3.9).
+/* model/wan_dit.c - loading the Wan DiT and its forward pass (spec 2.1-2.3, 3.2-3.9), on one rank or
+ * spread over sequence- and tensor-parallel ranks (spec 9; docs/parallel.md).
  *
  * Mirrors SkyReels-V2 skyreels_v2_infer/modules/transformer.py (WanModel.forward,
  * WanAttentionBlock, WanI2VCrossAttention, Head, MLPProj) in float32, without upstream's bf16
- * rounding points. Every computation goes through kernels/ops.h.
+ * rounding points. Every computation goes through kernels/ops.h, every exchange through
+ * core/comm.h. Under sequence parallelism a rank runs the token-local work on its shard's rows and
+ * the self-attention on whole sequences of its Ulysses head group (ring blocks broadcast in token
+ * order); the results are the single-rank bits (see wan_dit.h).
  */
 #include "model/wan_dit.h"
 
@@ -11,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/comm.h"
 #include "core/error.h"
 #include "core/log.h"
 #include "core/rng.h"
@@ -152,7 +157,35 @@ static int detect_naming(const struct st_set *st, const char *where, enum wan_na
     return ERR_OK;
 }
 
-static int load_weights(struct wan_model *m, const char *where) {
+/* Keep tensor-parallel slice tp_rank of tp_size (see wan_model_load_tp): views, no copies. */
+static int tp_slice(struct wan_model *m, int tp_rank, int tp_size) {
+    const struct wan_config *c = &m->cfg;
+    m->tp_rank = tp_rank;
+    m->tp_size = tp_size;
+    if (tp_size == 1) return ERR_OK;
+    if (tp_size < 1 || tp_rank < 0 || tp_rank >= tp_size || c->num_heads % tp_size || c->ffn_dim % tp_size)
+        return err_set(ERR_INVALID_ARG, "tensor parallel slice %d of %d: needs a degree dividing the %lld heads and "
+                       "the FFN width %lld", tp_rank, tp_size, (long long)c->num_heads, (long long)c->ffn_dim);
+    const int64_t dl = c->dim / tp_size, d0 = tp_rank * dl;
+    const int64_t fl = c->ffn_dim / tp_size, f0 = tp_rank * fl;
+    for (int64_t i = 0; i < c->num_layers; i++) {
+        struct wan_block_weights *b = &m->w.blocks[i];
+        struct tensor *by_heads[] = {&b->sa_q_w, &b->sa_q_b, &b->sa_k_w, &b->sa_k_b, &b->sa_v_w, &b->sa_v_b,
+                                     &b->sa_norm_q, &b->sa_norm_k, &b->ca_q_w, &b->ca_q_b, &b->ca_k_w, &b->ca_k_b,
+                                     &b->ca_v_w, &b->ca_v_b, &b->ca_norm_q, &b->ca_norm_k, &b->ca_img_k_w,
+                                     &b->ca_img_k_b, &b->ca_img_v_w, &b->ca_img_v_b, &b->ca_img_norm_k};
+        for (size_t k = 0; k < sizeof by_heads / sizeof by_heads[0]; k++)
+            if (by_heads[k]->data) *by_heads[k] = tensor_narrow(by_heads[k], 0, d0, dl);
+        b->sa_o_w = tensor_narrow(&b->sa_o_w, 1, d0, dl);
+        b->ca_o_w = tensor_narrow(&b->ca_o_w, 1, d0, dl);
+        b->ffn1_w = tensor_narrow(&b->ffn1_w, 0, f0, fl);
+        b->ffn1_b = tensor_narrow(&b->ffn1_b, 0, f0, fl);
+        b->ffn2_w = tensor_narrow(&b->ffn2_w, 1, f0, fl);
+    }
+    return ERR_OK;
+}
+
+static int load_weights(struct wan_model *m, const char *where, int tp_rank, int tp_size) {
     const struct wan_config *c = &m->cfg;
     TRY(detect_naming(m->st, where, &m->naming));
     m->w.blocks = calloc((size_t)c->num_layers, sizeof *m->w.blocks);
@@ -162,6 +195,7 @@ static int load_weights(struct wan_model *m, const char *where) {
     TRY(wan_weights_declare(c, &m->w, &decls, &n));
     struct weights_summary sum;
     int rc = weights_bind(m->st, decls, n, m->naming, allowed_unexpected, where, m->config_path, &sum);
+    if (rc == ERR_OK) rc = tp_slice(m, tp_rank, tp_size);
     /* f32 tensors stay in the read-only mapping; bf16/f16 (and unaligned f32) get f32 copies */
     if (rc == ERR_OK) rc = arena_init(&m->weight_arena, "weights", weights_f32_bytes(decls, n) + rope_bytes(c));
     if (rc == ERR_OK) {
@@ -175,7 +209,9 @@ static int load_weights(struct wan_model *m, const char *where) {
     return rc;
 }
 
-int wan_model_load(struct wan_model **out, const char *dir) {
+int wan_model_load(struct wan_model **out, const char *dir) { return wan_model_load_tp(out, dir, 0, 1); }
+
+int wan_model_load_tp(struct wan_model **out, const char *dir, int tp_rank, int tp_size) {
     *out = NULL;
     struct wan_model_files files;
     TRY(wan_model_locate(dir, &files));
@@ -197,7 +233,7 @@ int wan_model_load(struct wan_model **out, const char *dir) {
         rc = st_open_files(&m->st, (const char *const *)files.weight_files, files.n_weight_files);
     }
     if (rc < 0) goto end;
-    rc = load_weights(m, files.index_path[0] || files.n_weight_files == 1 ? m->weights_path : dir);
+    rc = load_weights(m, files.index_path[0] || files.n_weight_files == 1 ? m->weights_path : dir, tp_rank, tp_size);
 end:
     wan_model_files_free(&files);
     if (rc < 0) {
@@ -209,6 +245,11 @@ end:
 }
 
 int wan_model_init_random(struct wan_model **out, const struct wan_config *cfg, uint64_t seed) {
+    return wan_model_init_random_tp(out, cfg, seed, 0, 1);
+}
+
+int wan_model_init_random_tp(struct wan_model **out, const struct wan_config *cfg, uint64_t seed, int tp_rank,
+                             int tp_size) {
     *out = NULL;
     TRY(wan_config_validate(cfg, "random model"));
     struct wan_model *m = calloc(1, sizeof *m);
@@ -251,7 +292,8 @@ int wan_model_init_random(struct wan_model **out, const struct wan_config *cfg, 
         m->n_params += numel;
     }
     m->n_tensors = (int64_t)n;
-    rc = rope_build(m);
+    rc = tp_slice(m, tp_rank, tp_size);
+    if (rc == ERR_OK) rc = rope_build(m);
 end:
     free(decls);
     if (rc < 0) {
@@ -355,20 +397,25 @@ enum { FFN_CHUNK_ROWS = 8192 }; /* FFN hidden activations are computed this many
 
 struct wan_dit_bufs {
     int64_t l, hp, wp, g, ni, lc, ffn_rows;
+    /* Parallel layout (single rank: l_all = shard = l, t0 = 0, heads = H, d_local = D, ffn_local = Fd). */
+    int64_t l_all;          /* L: tokens of the whole window */
+    int64_t shard;          /* s: token rows per sequence-parallel rank, padding included */
+    int64_t t0;             /* global token index of local row 0; l = real rows of this shard */
+    int64_t heads, d_local, ffn_local; /* what this tensor-parallel rank projects */
     struct tensor lat_in;   /* [Cin, F, H, W] latents (+ condition) on the device */
-    struct tensor patches;  /* [L, Cin pt ph pw] */
-    struct tensor x;        /* [L, D] residual stream */
-    struct tensor u;        /* [L, D] normed input / projection output */
-    struct tensor qkv;      /* [L, 3D] */
-    struct tensor attn;     /* [L, D] attention / FFN output */
-    struct tensor hidden;   /* [ffn_rows, Fd] */
+    struct tensor patches;  /* [L, Cin pt ph pw] (every token: the shard's rows are taken from it) */
+    struct tensor x;        /* [s, D] residual stream */
+    struct tensor u;        /* [s, D] normed input / projection output */
+    struct tensor qkv;      /* [s, 3 D_local] */
+    struct tensor attn;     /* [s, D] attention (first D_local columns) / FFN output */
+    struct tensor hidden;   /* [ffn_rows, Fd_local] */
     struct tensor ctx_in;   /* [Lc, text_dim] */
     struct tensor ctx;      /* [Ni + Lc, D] embedded context (image rows first) */
     struct tensor ctx_tmp;  /* [Lc, D] */
-    struct tensor ck, cv;   /* [Lc, D] cross-attention keys/values */
+    struct tensor ck, cv;   /* [Lc, D_local] cross-attention keys/values */
     struct tensor clip_in;  /* [Ni, image_dim] */
     struct tensor img_a, img_b; /* [Ni, image_dim] */
-    struct tensor ik, iv;   /* [Ni, D] */
+    struct tensor ik, iv;   /* [Ni, D_local] */
     struct tensor tsteps;   /* [G] */
     struct tensor sinus;    /* [G, freq_dim] */
     struct tensor e;        /* [G, D] time embedding */
@@ -378,8 +425,19 @@ struct wan_dit_bufs {
     struct tensor fps_a;    /* [1, D] */
     struct tensor fps_b;    /* [1, 6D] */
     struct tensor head_mod; /* [G, 2D] */
-    struct tensor out_tok;  /* [L, Cout pt ph pw] */
+    struct tensor out_tok;  /* [s, Cout pt ph pw] */
+    struct tensor out_all;  /* [sp s, Cout pt ph pw] every shard's head output (sequence parallel) */
     struct tensor out;      /* [Cout, F, H, W] */
+    /* Ulysses (u > 1): this rank's head group over its whole ring block of u s tokens */
+    struct tensor qkv_full;  /* [u s, 3 Dg], Dg = D_local / u */
+    struct tensor attn_full; /* [u s, Dg] */
+    struct tensor a2a;       /* [s, 3 D_local] packed all-to-all blocks */
+    /* ring (r > 1): the broadcast key/value block and the streaming-softmax state */
+    struct tensor kv_blk;    /* [u s, 2 Dg] */
+    struct attn_state ring_state;
+    /* tensor parallelism (tp > 1): all-gathered partial sums */
+    struct tensor sumsq;     /* [max(s, Lc, Ni)] per-row sums of squares */
+    struct tensor reduce;    /* all-reduce scratch: 2 (max(s, Lc, Ni) D + tp) */
 };
 
 static struct tensor ws_tensor(struct arena *a, int ndim, const int64_t *shape) {
@@ -387,38 +445,67 @@ static struct tensor ws_tensor(struct arena *a, int ndim, const int64_t *shape) 
     t.data = arena_alloc(a, tensor_nbytes(&t) ? tensor_nbytes(&t) : 4);
     return t;
 }
+#define WS1(a, n0) ws_tensor((a), 1, (int64_t[]){(n0)})
 #define WS2(a, n0, n1) ws_tensor((a), 2, (int64_t[]){(n0), (n1)})
 
+static int64_t gcd64(int64_t a, int64_t b) {
+    while (b) {
+        const int64_t t = a % b;
+        a = b;
+        b = t;
+    }
+    return a;
+}
+
+int64_t wan_dit_shard_rows(int64_t l, int sp, int ulysses, int ring) {
+    if (sp <= 1) return l;
+    int64_t s = (l + sp - 1) / sp;
+    if (ring > 1) {
+        const int64_t q = OP_ATTENTION_KEY_TILE / gcd64(OP_ATTENTION_KEY_TILE, ulysses);
+        s = (s + q - 1) / q * q;
+    }
+    return s;
+}
+
 /* Carve every buffer from arena a (a measuring arena only counts). */
-static void ws_carve(struct arena *a, const struct wan_config *c, const struct wan_dit_shape *sh,
-                     struct wan_dit_bufs *b) {
+static void ws_carve(struct arena *a, const struct wan_model *m, const struct wan_dit_shape *sh,
+                     const struct wan_dit_par *par, struct wan_dit_bufs *b) {
+    const struct wan_config *c = &m->cfg;
     memset(b, 0, sizeof *b);
     const int64_t d = c->dim, pp = (int64_t)c->patch[0] * c->patch[1] * c->patch[2];
+    const int sp = comm_size(par->sp), u = comm_size(par->ulysses), r = comm_size(par->ring), tp = m->tp_size;
     b->hp = sh->height / c->patch[1];
     b->wp = sh->width / c->patch[2];
-    b->l = sh->frames / c->patch[0] * b->hp * b->wp;
+    b->l_all = sh->frames / c->patch[0] * b->hp * b->wp;
+    b->shard = wan_dit_shard_rows(b->l_all, sp, u, r);
+    b->t0 = comm_rank(par->sp) * b->shard;
+    b->l = b->l_all - b->t0 < b->shard ? (b->l_all - b->t0 > 0 ? b->l_all - b->t0 : 0) : b->shard;
+    b->heads = c->num_heads / tp;
+    b->d_local = d / tp;
+    b->ffn_local = c->ffn_dim / tp;
     b->g = sh->timestep_rows;
     b->ni = sh->image_len;
     b->lc = sh->context_len;
-    b->ffn_rows = b->l < FFN_CHUNK_ROWS ? b->l : FFN_CHUNK_ROWS;
+    const int64_t s = b->shard, dl = b->d_local, dg = dl / u, out_w = c->out_channels * pp;
+    b->ffn_rows = s < FFN_CHUNK_ROWS ? s : FFN_CHUNK_ROWS;
     b->lat_in = ws_tensor(a, 4, (int64_t[]){c->in_channels, sh->frames, sh->height, sh->width});
-    b->patches = WS2(a, b->l, c->in_channels * pp);
-    b->x = WS2(a, b->l, d);
-    b->u = WS2(a, b->l, d);
-    b->qkv = WS2(a, b->l, 3 * d);
-    b->attn = WS2(a, b->l, d);
-    b->hidden = WS2(a, b->ffn_rows, c->ffn_dim);
+    b->patches = WS2(a, b->l_all, c->in_channels * pp);
+    b->x = WS2(a, s, d);
+    b->u = WS2(a, s, d);
+    b->qkv = WS2(a, s, 3 * dl);
+    b->attn = WS2(a, s, d);
+    b->hidden = WS2(a, b->ffn_rows, b->ffn_local);
     b->ctx_in = WS2(a, b->lc, c->text_dim);
     b->ctx = WS2(a, b->ni + b->lc, d);
     b->ctx_tmp = WS2(a, b->lc, d);
-    b->ck = WS2(a, b->lc, d);
-    b->cv = WS2(a, b->lc, d);
+    b->ck = WS2(a, b->lc, dl);
+    b->cv = WS2(a, b->lc, dl);
     if (b->ni) {
         b->clip_in = WS2(a, b->ni, c->image_dim);
         b->img_a = WS2(a, b->ni, c->image_dim);
         b->img_b = WS2(a, b->ni, c->image_dim);
-        b->ik = WS2(a, b->ni, d);
-        b->iv = WS2(a, b->ni, d);
+        b->ik = WS2(a, b->ni, dl);
+        b->iv = WS2(a, b->ni, dl);
     }
     b->tsteps = ws_tensor(a, 1, (int64_t[]){b->g});
     b->sinus = WS2(a, b->g, c->freq_dim);
@@ -429,30 +516,77 @@ static void ws_carve(struct arena *a, const struct wan_config *c, const struct w
     b->fps_a = WS2(a, 1, d);
     b->fps_b = WS2(a, 1, 6 * d);
     b->head_mod = WS2(a, b->g, 2 * d);
-    b->out_tok = WS2(a, b->l, c->out_channels * pp);
+    b->out_tok = WS2(a, s, out_w);
+    if (sp > 1) b->out_all = WS2(a, sp * s, out_w);
     b->out = ws_tensor(a, 4, (int64_t[]){c->out_channels, sh->frames, sh->height, sh->width});
+    if (u > 1) {
+        b->qkv_full = WS2(a, u * s, 3 * dg);
+        b->attn_full = WS2(a, u * s, dg);
+        b->a2a = WS2(a, s, 3 * dl);
+    }
+    if (r > 1) {
+        const int64_t hg = b->heads / u;
+        b->kv_blk = WS2(a, u * s, 2 * dg);
+        b->ring_state.m = WS2(a, hg, u * s);
+        b->ring_state.l = WS2(a, hg, u * s);
+        b->ring_state.o = WS2(a, u * s, dg);
+    }
+    if (tp > 1) {
+        int64_t rows = s > b->lc ? s : b->lc;
+        if (b->ni > rows) rows = b->ni;
+        b->sumsq = WS1(a, rows);
+        b->reduce = WS1(a, 2 * (rows * d + tp)); /* comm_allreduce_sum_f32's scratch */
+    }
 }
+
+static const struct wan_dit_par no_par;
 
 size_t wan_dit_workspace_bytes(const struct wan_model *m, const struct wan_dit_shape *shape) {
     struct arena a;
     arena_init_measure(&a, "activations");
     struct wan_dit_bufs b;
-    ws_carve(&a, &m->cfg, shape, &b);
+    ws_carve(&a, m, shape, &no_par, &b);
     return a.used;
 }
 
 int wan_dit_workspace_init(struct wan_dit_workspace *ws, const struct wan_model *m, const struct wan_dit_shape *shape) {
+    return wan_dit_workspace_init_par(ws, m, shape, NULL);
+}
+
+int wan_dit_workspace_init_par(struct wan_dit_workspace *ws, const struct wan_model *m,
+                               const struct wan_dit_shape *shape, const struct wan_dit_par *par) {
     memset(ws, 0, sizeof *ws);
     ws->shape = *shape;
+    ws->par = par ? *par : no_par;
+    const struct wan_config *c = &m->cfg;
+    const int sp = comm_size(ws->par.sp), u = comm_size(ws->par.ulysses), r = comm_size(ws->par.ring);
+    const int64_t tokens = shape->frames / c->patch[0] * (shape->height / c->patch[1]) * (shape->width / c->patch[2]);
+    if (sp != u * r)
+        return err_set(ERR_INVALID_ARG, "sequence parallel group of %d ranks is not ulysses %d x ring %d", sp, u, r);
+    if (sp > tokens)
+        return err_set(ERR_INVALID_ARG, "sequence parallel degree %d exceeds the %lld tokens of a %lldx%lldx%lld latent "
+                       "window; use at most %lld ranks", sp, (long long)tokens, (long long)shape->frames,
+                       (long long)shape->height, (long long)shape->width, (long long)tokens);
+    if (comm_size(ws->par.tp) != m->tp_size)
+        return err_set(ERR_INVALID_ARG, "tensor parallel group of %d ranks, but the model was loaded as slice %d of %d",
+                       comm_size(ws->par.tp), m->tp_rank, m->tp_size);
+    if ((c->num_heads / m->tp_size) % u != 0)
+        return err_set(ERR_INVALID_ARG, "ulysses degree %d does not divide the %lld heads of a tensor parallel rank", u,
+                       (long long)(c->num_heads / m->tp_size));
     ws->bufs = calloc(1, sizeof *ws->bufs);
     if (!ws->bufs) return err_set(ERR_NOMEM, "out of memory");
-    int rc = arena_init(&ws->arena, "activations", wan_dit_workspace_bytes(m, shape));
+    struct arena measure;
+    arena_init_measure(&measure, "activations");
+    struct wan_dit_bufs probe;
+    ws_carve(&measure, m, shape, &ws->par, &probe);
+    int rc = arena_init(&ws->arena, "activations", measure.used);
     if (rc < 0) {
         free(ws->bufs);
         ws->bufs = NULL;
         return rc;
     }
-    ws_carve(&ws->arena, &m->cfg, shape, ws->bufs);
+    memset(ws->arena.base, 0, measure.used); /* padding rows stay zero (finite) forever */
+    ws_carve(&ws->arena, m, shape, &ws->par, ws->bufs);
     return ERR_OK;
 }
 
@@ -471,6 +605,10 @@ static struct tensor cols(const struct tensor *t, int64_t col0, int64_t n) { ret
 static struct tensor rows(const struct tensor *t, int64_t row0, int64_t n) { return tensor_narrow(t, 0, row0, n); }
 /* A 1-D or [1, 6, D]-like parameter seen as one flat row [n]. */
 static struct tensor flat(const struct tensor *t) { return tensor_reshape(t, 1, (int64_t[]){tensor_numel(t)}); }
+/* Block j of a buffer cut into consecutive [n0, n1] rows tensors. */
+static struct tensor block2(const struct tensor *buf, int64_t j, int64_t n0, int64_t n1) {
+    return tensor_make(DTYPE_F32, buf->device, (float *)buf->data + j * n0 * n1, 2, (int64_t[]){n0, n1});
+}
 
 /* Time embedding e [G, D] and projection e0 [G, 6D] (+ fps), spec 3.4. */
 static void time_embedding(const struct wan_model *m, const struct exec_ctx *ctx, struct wan_dit_bufs *b, int fps_code) {
@@ -512,13 +650,106 @@ static void context_embedding(const struct wan_model *m, const struct exec_ctx *
     }
 }
 
+/* RMSNorm across all heads (spec 3.6: width D). Under tensor parallelism a rank holds D / tp
+ * columns: the per-row sums of squares are all-reduced first. */
+static void rmsnorm_heads(const struct wan_model *m, const struct exec_ctx *ctx, struct wan_dit_bufs *b,
+                          struct comm *tp, struct tensor *x, const struct tensor *gamma) {
+    const float eps = (float)m->cfg.eps;
+    if (comm_size(tp) == 1) {
+        op_rmsnorm(ctx, x, x, gamma, eps);
+        return;
+    }
+    struct tensor ss = rows(&b->sumsq, 0, x->shape[0]);
+    op_row_sumsq(ctx, &ss, x);
+    comm_allreduce_sum_f32(tp, ss.data, (size_t)x->shape[0], b->reduce.data);
+    op_rmsnorm_given_sumsq(ctx, x, x, &ss, m->cfg.dim, gamma, eps);
+}
+
+/* y = x w^T + bias where w holds this rank's input columns: partial products are all-reduced over
+ * tp before the bias is added once (row-parallel linear). One rank: a plain op_linear. */
+static void linear_row_parallel(const struct exec_ctx *ctx, struct wan_dit_bufs *b, struct comm *tp, struct tensor *y,
+                                const struct tensor *x, const struct tensor *w, const struct tensor *bias) {
+    if (comm_size(tp) == 1) {
+        op_linear(ctx, y, x, w, bias);
+        return;
+    }
+    op_linear(ctx, y, x, w, NULL);
+    comm_allreduce_sum_f32(tp, y->data, (size_t)tensor_numel(y), b->reduce.data);
+    op_add_row(ctx, y, y, bias);
+}
+
+/* Self-attention of the shard's q/k/v into b->attn (first D_local columns), spec 3.6 step 2 under
+ * sequence parallelism: Ulysses all-to-all to whole ring blocks of this rank's head group; with
+ * ring > 1 the key/value blocks are broadcast by each ring rank in turn, in token order, and folded
+ * into a streaming softmax, so every layout walks the same key tiles in the same order. */
+static void self_attention(const struct exec_ctx *ctx, struct wan_dit_bufs *b, const struct wan_dit_par *par,
+                           float scale, const struct attn_causal *causal) {
+    const int u = comm_size(par->ulysses), r = comm_size(par->ring);
+    const int64_t s = b->shard, dl = b->d_local, dg = dl / u, hg = b->heads / u;
+    struct tensor q = cols(&b->qkv, 0, dl), k = cols(&b->qkv, dl, dl), v = cols(&b->qkv, 2 * dl, dl);
+    struct tensor out = cols(&b->attn, 0, dl);
+    if (u == 1 && r == 1) { /* the whole sequence is here */
+        struct tensor kr = rows(&k, 0, b->l_all), vr = rows(&v, 0, b->l_all);
+        op_attention(ctx, &out, &q, &kr, &vr, (int)b->heads, scale, causal, false);
+        return;
+    }
+    struct tensor qf = b->qkv, kf = k, vf = v, of = out;
+    if (u > 1) { /* [s, H_local heads] -> [u s, H_local / u heads]: block j carries head group j */
+        for (int j = 0; j < u; j++) {
+            struct tensor blk = block2(&b->a2a, j, s, 3 * dg);
+            for (int t = 0; t < 3; t++) {
+                struct tensor dst = cols(&blk, t * dg, dg), src = cols(&b->qkv, t * dl + j * dg, dg);
+                op_copy(ctx, &dst, &src);
+            }
+        }
+        comm_alltoall(par->ulysses, b->a2a.data, b->qkv_full.data, (size_t)(s * 3 * dg) * sizeof(float));
+        qf = b->qkv_full;
+        of = b->attn_full;
+        kf = cols(&qf, dg, dg);
+        vf = cols(&qf, 2 * dg, dg);
+    }
+    q = cols(&qf, 0, dg);
+    const int64_t blk_rows = u * s, my_start = comm_rank(par->ring) * blk_rows;
+    if (r == 1) {
+        struct tensor kr = rows(&kf, 0, b->l_all), vr = rows(&vf, 0, b->l_all);
+        op_attention(ctx, &of, &q, &kr, &vr, (int)hg, scale, causal, false);
+    } else {
+        struct attn_causal qc = causal ? *causal : (struct attn_causal){0};
+        qc.q_token_offset = my_start;
+        for (int j = 0; j < r; j++) {
+            const int64_t start = j * blk_rows;
+            const int64_t valid = b->l_all - start < blk_rows ? b->l_all - start : blk_rows;
+            if (comm_rank(par->ring) == j) {
+                struct tensor dk = cols(&b->kv_blk, 0, dg), dv = cols(&b->kv_blk, dg, dg);
+                op_copy(ctx, &dk, &kf);
+                op_copy(ctx, &dv, &vf);
+            }
+            comm_bcast(par->ring, b->kv_blk.data, (size_t)(blk_rows * 2 * dg) * sizeof(float), j);
+            if (valid <= 0) continue;
+            struct tensor kb = cols(&b->kv_blk, 0, dg), vb = cols(&b->kv_blk, dg, dg);
+            qc.k_token_offset = start;
+            op_attention_block(ctx, &b->ring_state, &q, &kb, &vb, (int)hg, scale, causal ? &qc : NULL, valid, j == 0);
+        }
+        op_attention_finish(ctx, &of, &b->ring_state, false);
+    }
+    if (u > 1) { /* back: [u s, Dg] -> [s, D_local]; block j = my rows of head group j */
+        comm_alltoall(par->ulysses, b->attn_full.data, b->a2a.data, (size_t)(s * dg) * sizeof(float));
+        for (int j = 0; j < u; j++) {
+            struct tensor src = block2(&b->a2a, j, s, dg), dst = cols(&out, j * dg, dg);
+            op_copy(ctx, &dst, &src);
+        }
+    }
+}
+
 static void block_forward(const struct wan_model *m, const struct exec_ctx *ctx, struct wan_dit_bufs *b,
-                          const struct wan_block_weights *bw, const int64_t grid[3], int64_t group,
-                          const struct attn_causal *causal) {
+                          const struct wan_dit_par *par, const struct wan_block_weights *bw, const int64_t grid[3],
+                          int64_t group, const struct attn_causal *causal) {
     const struct wan_config *c = &m->cfg;
-    const int64_t d = c->dim;
-    const int heads = (int)c->num_heads;
+    /* a shard of padding only (l = 0) still joins every collective; its empty ops need an in-range offset */
+    const int64_t d = c->dim, dl = b->d_local, l = b->l, t0 = l > 0 ? b->t0 : 0;
+    const int heads = (int)b->heads;
     const float eps = (float)c->eps, att_scale = 1.0f / sqrtf((float)c->head_dim);
+    struct comm *tp = par->tp;
 
     /* modulation table m = block modulation + e0, [G, 6, D] as [G, 6D] (spec 3.6) */
     struct tensor mod_row = flat(&bw->modulation);
@@ -526,54 +757,64 @@ static void block_forward(const struct wan_model *m, const struct exec_ctx *ctx,
     struct tensor shift_sa = cols(&b->mods, 0, d), scale_sa = cols(&b->mods, d, d), gate_sa = cols(&b->mods, 2 * d, d);
     struct tensor shift_ff = cols(&b->mods, 3 * d, d), scale_ff = cols(&b->mods, 4 * d, d),
                   gate_ff = cols(&b->mods, 5 * d, d);
-    struct tensor q = cols(&b->qkv, 0, d), k = cols(&b->qkv, d, d), v = cols(&b->qkv, 2 * d, d);
+    /* the shard's real token rows (padding rows stay zero) */
+    struct tensor x = rows(&b->x, 0, l), un = rows(&b->u, 0, l), at = rows(&b->attn, 0, l);
+    struct tensor qkv = rows(&b->qkv, 0, l);
+    struct tensor q = cols(&qkv, 0, dl), k = cols(&qkv, dl, dl), v = cols(&qkv, 2 * dl, dl);
+    struct tensor at_heads = cols(&at, 0, dl);
 
     /* 1-3: self-attention */
-    op_norm_modulate(ctx, &b->u, &b->x, &shift_sa, &scale_sa, group, 0, eps);
-    op_linear(ctx, &q, &b->u, &bw->sa_q_w, &bw->sa_q_b);
-    op_linear(ctx, &k, &b->u, &bw->sa_k_w, &bw->sa_k_b);
-    op_linear(ctx, &v, &b->u, &bw->sa_v_w, &bw->sa_v_b);
-    op_rmsnorm(ctx, &q, &q, &bw->sa_norm_q, eps); /* across all heads (width D) */
-    op_rmsnorm(ctx, &k, &k, &bw->sa_norm_k, eps);
-    op_rope3d(ctx, &q, heads, grid, 0, &m->rope_freqs, m->rope_split);
-    op_rope3d(ctx, &k, heads, grid, 0, &m->rope_freqs, m->rope_split);
-    op_attention(ctx, &b->attn, &q, &k, &v, heads, att_scale, causal, false);
-    op_linear(ctx, &b->u, &b->attn, &bw->sa_o_w, &bw->sa_o_b);
-    op_gated_add(ctx, &b->x, &b->u, &gate_sa, group, 0);
+    op_norm_modulate(ctx, &un, &x, &shift_sa, &scale_sa, group, t0, eps);
+    op_linear(ctx, &q, &un, &bw->sa_q_w, &bw->sa_q_b);
+    op_linear(ctx, &k, &un, &bw->sa_k_w, &bw->sa_k_b);
+    op_linear(ctx, &v, &un, &bw->sa_v_w, &bw->sa_v_b);
+    rmsnorm_heads(m, ctx, b, tp, &q, &bw->sa_norm_q); /* across all heads (width D) */
+    rmsnorm_heads(m, ctx, b, tp, &k, &bw->sa_norm_k);
+    op_rope3d(ctx, &q, heads, grid, t0, &m->rope_freqs, m->rope_split);
+    op_rope3d(ctx, &k, heads, grid, t0, &m->rope_freqs, m->rope_split);
+    self_attention(ctx, b, par, att_scale, causal);
+    linear_row_parallel(ctx, b, tp, &un, &at_heads, &bw->sa_o_w, &bw->sa_o_b);
+    op_gated_add(ctx, &x, &un, &gate_sa, group, t0);
 
     /* 4: cross-attention (no modulation, no RoPE, no mask) */
-    const struct tensor *c_in = &b->x;
+    const struct tensor *c_in = &x;
     if (c->cross_attn_norm) {
-        op_layernorm(ctx, &b->u, &b->x, &bw->ca_norm_w, &bw->ca_norm_b, eps);
-        c_in = &b->u;
+        op_layernorm(ctx, &un, &x, &bw->ca_norm_w, &bw->ca_norm_b, eps);
+        c_in = &un;
     }
     op_linear(ctx, &q, c_in, &bw->ca_q_w, &bw->ca_q_b);
-    op_rmsnorm(ctx, &q, &q, &bw->ca_norm_q, eps);
+    rmsnorm_heads(m, ctx, b, tp, &q, &bw->ca_norm_q);
     struct tensor txt = rows(&b->ctx, b->ni, b->lc);
     op_linear(ctx, &b->ck, &txt, &bw->ca_k_w, &bw->ca_k_b);
-    op_rmsnorm(ctx, &b->ck, &b->ck, &bw->ca_norm_k, eps);
+    rmsnorm_heads(m, ctx, b, tp, &b->ck, &bw->ca_norm_k);
     op_linear(ctx, &b->cv, &txt, &bw->ca_v_w, &bw->ca_v_b);
-    op_attention(ctx, &b->attn, &q, &b->ck, &b->cv, heads, att_scale, NULL, false);
+    op_attention(ctx, &at_heads, &q, &b->ck, &b->cv, heads, att_scale, NULL, false);
     if (b->ni) { /* image tokens: separate keys/values, summed before the output projection */
         struct tensor img = rows(&b->ctx, 0, b->ni);
         op_linear(ctx, &b->ik, &img, &bw->ca_img_k_w, &bw->ca_img_k_b);
-        op_rmsnorm(ctx, &b->ik, &b->ik, &bw->ca_img_norm_k, eps);
+        rmsnorm_heads(m, ctx, b, tp, &b->ik, &bw->ca_img_norm_k);
         op_linear(ctx, &b->iv, &img, &bw->ca_img_v_w, &bw->ca_img_v_b);
-        op_attention(ctx, &b->attn, &q, &b->ik, &b->iv, heads, att_scale, NULL, true);
+        op_attention(ctx, &at_heads, &q, &b->ik, &b->iv, heads, att_scale, NULL, true);
     }
-    op_linear(ctx, &b->u, &b->attn, &bw->ca_o_w, &bw->ca_o_b);
-    op_gated_add(ctx, &b->x, &b->u, NULL, 1, 0);
+    linear_row_parallel(ctx, b, tp, &un, &at_heads, &bw->ca_o_w, &bw->ca_o_b);
+    op_gated_add(ctx, &x, &un, NULL, 1, 0);
 
-    /* 5: feed-forward, in chunks of tokens to bound the hidden activations */
-    op_norm_modulate(ctx, &b->u, &b->x, &shift_ff, &scale_ff, group, 0, eps);
-    for (int64_t r0 = 0; r0 < b->l; r0 += b->ffn_rows) {
-        const int64_t n = b->l - r0 < b->ffn_rows ? b->l - r0 : b->ffn_rows;
-        struct tensor u_part = rows(&b->u, r0, n), out_part = rows(&b->attn, r0, n), hid = rows(&b->hidden, 0, n);
+    /* 5: feed-forward, in chunks of tokens to bound the hidden activations; under tensor
+     * parallelism each rank holds Fd / tp hidden columns and the outputs are all-reduced */
+    op_norm_modulate(ctx, &un, &x, &shift_ff, &scale_ff, group, t0, eps);
+    const bool tp_split = comm_size(tp) > 1;
+    for (int64_t r0 = 0; r0 < l; r0 += b->ffn_rows) {
+        const int64_t n = l - r0 < b->ffn_rows ? l - r0 : b->ffn_rows;
+        struct tensor u_part = rows(&un, r0, n), out_part = rows(&at, r0, n), hid = rows(&b->hidden, 0, n);
         op_linear(ctx, &hid, &u_part, &bw->ffn1_w, &bw->ffn1_b);
         op_gelu_tanh(ctx, &hid, &hid);
-        op_linear(ctx, &out_part, &hid, &bw->ffn2_w, &bw->ffn2_b);
+        op_linear(ctx, &out_part, &hid, &bw->ffn2_w, tp_split ? NULL : &bw->ffn2_b);
     }
-    op_gated_add(ctx, &b->x, &b->attn, &gate_ff, group, 0);
+    if (tp_split) {
+        comm_allreduce_sum_f32(tp, at.data, (size_t)(l * d), b->reduce.data);
+        op_add_row(ctx, &at, &at, &bw->ffn2_b);
+    }
+    op_gated_add(ctx, &x, &at, &gate_ff, group, t0);
 }
 
 void wan_dit_forward(const struct wan_model *m, const struct exec_ctx *ctx, struct wan_dit_workspace *ws,
@@ -581,6 +822,7 @@ void wan_dit_forward(const struct wan_model *m, const struct exec_ctx *ctx, stru
     const struct wan_config *c = &m->cfg;
     const struct wan_weights *w = &m->w;
     struct wan_dit_bufs *b = ws->bufs;
+    const struct wan_dit_par *par = &ws->par;
     const struct wan_dit_shape *sh = &ws->shape;
     const int64_t d = c->dim;
     CHECK(in->latents.shape[1] == sh->frames && in->latents.shape[2] == sh->height &&
@@ -589,7 +831,7 @@ void wan_dit_forward(const struct wan_model *m, const struct exec_ctx *ctx, stru
           "forward input does not match the workspace shape");
     const int64_t grid[3] = {sh->frames / c->patch[0], b->hp, b->wp};
     /* per-frame tables are indexed by token / tokens-per-frame; the scalar path has one row for all */
-    const int64_t group = sh->timestep_rows == 1 ? b->l : b->hp * b->wp;
+    const int64_t group = sh->timestep_rows == 1 ? b->l_all : b->hp * b->wp;
     const int fps_code = in->fps_code < 0 ? 1 : in->fps_code;
 
     /* inputs to the device */
@@ -607,11 +849,12 @@ void wan_dit_forward(const struct wan_model *m, const struct exec_ctx *ctx, stru
     op_upload(ctx, &b->ctx_in, &in->context);
     if (b->ni) op_upload(ctx, &b->clip_in, &in->clip);
 
-    /* embeddings */
+    /* embeddings: the shard's token rows of the patch embedding */
     op_patchify(ctx, &b->patches, &b->lat_in, c->patch);
     const int64_t patch_in = c->in_channels * c->patch[0] * c->patch[1] * c->patch[2];
     struct tensor patch_w = tensor_reshape(&w->patch_w, 2, (int64_t[]){d, patch_in}); /* Conv3d as GEMM */
-    op_linear(ctx, &b->x, &b->patches, &patch_w, &w->patch_b);
+    struct tensor my_patches = rows(&b->patches, b->t0 < b->l_all ? b->t0 : 0, b->l), x = rows(&b->x, 0, b->l);
+    op_linear(ctx, &x, &my_patches, &patch_w, &w->patch_b);
     time_embedding(m, ctx, b, fps_code);
     context_embedding(m, ctx, b);
 
@@ -621,7 +864,7 @@ void wan_dit_forward(const struct wan_model *m, const struct exec_ctx *ctx, stru
                                  .q_token_offset = 0,
                                  .k_token_offset = 0};
     for (int64_t i = 0; i < c->num_layers; i++)
-        block_forward(m, ctx, b, &w->blocks[i], grid, group, in->causal_block_size > 0 ? &causal : NULL);
+        block_forward(m, ctx, b, par, &w->blocks[i], grid, group, in->causal_block_size > 0 ? &causal : NULL);
 
     /* head (spec 3.7): shift/scale = head modulation + e (not e0) */
     struct tensor hm = tensor_reshape(&w->head_mod, 2, (int64_t[]){2, d});
@@ -629,9 +872,16 @@ void wan_dit_forward(const struct wan_model *m, const struct exec_ctx *ctx, stru
     struct tensor shift = cols(&b->head_mod, 0, d), scale = cols(&b->head_mod, d, d);
     op_add_row(ctx, &shift, &b->e, &hm_shift);
     op_add_row(ctx, &scale, &b->e, &hm_scale);
-    op_norm_modulate(ctx, &b->u, &b->x, &shift, &scale, group, 0, (float)c->eps);
-    op_linear(ctx, &b->out_tok, &b->u, &w->head_w, &w->head_b);
-    op_unpatchify(ctx, &b->out, &b->out_tok, c->patch);
+    struct tensor un = rows(&b->u, 0, b->l), tok = rows(&b->out_tok, 0, b->l);
+    op_norm_modulate(ctx, &un, &x, &shift, &scale, group, b->l > 0 ? b->t0 : 0, (float)c->eps);
+    op_linear(ctx, &tok, &un, &w->head_w, &w->head_b);
+    struct tensor all_tok = b->out_tok;
+    if (comm_size(par->sp) > 1) { /* every rank gets every shard (upstream: all_gather, spec 9) */
+        comm_allgather(par->sp, b->out_tok.data, b->out_all.data, tensor_nbytes(&b->out_tok));
+        all_tok = b->out_all;
+    }
+    struct tensor used = rows(&all_tok, 0, b->l_all);
+    op_unpatchify(ctx, &b->out, &used, c->patch);
     op_download(ctx, out, &b->out);
 }
 

@@ -25,6 +25,7 @@
 #include "model/wan_weights.h"
 
 struct st_set;
+struct comm;
 
 struct wan_model {
     struct wan_config cfg;
@@ -34,6 +35,7 @@ struct wan_model {
     struct arena weight_arena;  /* converted (bf16/f16 -> f32) and realigned tensors */
     struct tensor rope_freqs;   /* [rope_max_seq_len, head_dim / 2, 2] (cos, sin) */
     int rope_split[3];          /* pairs rotated by frame, row, column position */
+    int tp_rank, tp_size;       /* tensor parallelism: this rank holds heads and FFN columns of slice tp_rank */
     int64_t n_params;
     int64_t n_tensors;
     enum dtype stored_dtype;    /* dtype of most parameters in the checkpoint */
@@ -54,8 +56,16 @@ int wan_model_locate(const char *dir, struct wan_model_files *files);
 void wan_model_files_free(struct wan_model_files *files);
 
 int wan_model_load(struct wan_model **out, const char *dir);
-/* A model with random weights from a config (benchmarks): N(0, std) per tensor, no files. */
+/* Tensor parallelism (spec 9; issue "distributed"): keep only slice tp_rank of tp_size: the q/k/v
+ * projections, their norms and the first FFN layer by output rows (heads / FFN columns), the output
+ * projections and the second FFN layer by input columns. Slices are views into the read-only
+ * mapping (f32) or converted one by one (bf16/f16): no rank reads or converts the other slices. */
+int wan_model_load_tp(struct wan_model **out, const char *dir, int tp_rank, int tp_size);
+/* A model with random weights from a config (benchmarks): N(0, std) per tensor, no files;
+ * tp_size > 1 keeps slice tp_rank of the same random model (the whole model is drawn first). */
 int wan_model_init_random(struct wan_model **out, const struct wan_config *cfg, uint64_t seed);
+int wan_model_init_random_tp(struct wan_model **out, const struct wan_config *cfg, uint64_t seed, int tp_rank,
+                             int tp_size);
 void wan_model_free(struct wan_model **m);
 
 /* One forward call's inputs (host memory, f32). */
@@ -77,8 +87,24 @@ struct wan_dit_shape {
     int64_t timestep_rows;         /* F (per frame) or 1 (scalar) */
 };
 
+/* How one forward is spread over ranks (spec 9; issue "distributed"). NULL members are one-rank
+ * groups. sp: every sequence-parallel rank, rank order = shard order; ulysses and ring: its two
+ * factors (sp rank = ring rank * ulysses size + ulysses rank); tp: the tensor-parallel partners,
+ * whose size must equal the model's tp_size. Tokens are cut into sp shards of equal (padded) length;
+ * with ring > 1 a ring block (ulysses shards) is a whole number of attention key tiles, so every
+ * layout computes each token with the same floating-point operations as one rank. */
+struct wan_dit_par {
+    struct comm *sp, *ulysses, *ring, *tp;
+};
+
+/* Token rows each of sp sequence-parallel ranks holds for l tokens (padding included): equal shards,
+ * and with ring > 1 ring blocks (ulysses shards) that are whole attention key tiles, so each ring step
+ * covers the same key tiles one rank would. */
+int64_t wan_dit_shard_rows(int64_t l, int sp, int ulysses, int ring);
+
 struct wan_dit_workspace {
     struct wan_dit_shape shape;
+    struct wan_dit_par par;
     struct arena arena;
     struct wan_dit_bufs *bufs; /* activation tensors, carved from arena */
 };
@@ -88,9 +114,14 @@ int wan_dit_check_input(const struct wan_model *m, const struct wan_dit_input *i
 /* Bytes of activations the forward needs for a shape. */
 size_t wan_dit_workspace_bytes(const struct wan_model *m, const struct wan_dit_shape *shape);
 int wan_dit_workspace_init(struct wan_dit_workspace *ws, const struct wan_model *m, const struct wan_dit_shape *shape);
+/* The same for one rank of a parallel layout (par may be NULL). Refuses layouts that cannot split
+ * this shape (more sequence-parallel ranks than tokens, a tp group that does not match the model). */
+int wan_dit_workspace_init_par(struct wan_dit_workspace *ws, const struct wan_model *m,
+                               const struct wan_dit_shape *shape, const struct wan_dit_par *par);
 void wan_dit_workspace_free(struct wan_dit_workspace *ws);
 
-/* out: [Cout, F, H, W] host f32. Inputs must have passed wan_dit_check_input with ws's shape. */
+/* out: [Cout, F, H, W] host f32. Inputs must have passed wan_dit_check_input with ws's shape.
+ * Under a parallel layout every rank passes the same inputs and receives the whole output. */
 void wan_dit_forward(const struct wan_model *m, const struct exec_ctx *ctx, struct wan_dit_workspace *ws,
                      const struct wan_dit_input *in, struct tensor *out);
 

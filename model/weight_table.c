@@ -96,6 +96,14 @@ size_t weights_f32_bytes(const struct weight_decl *decls, size_t n) {
 }
 
 void weight_copy_f32(float *dst, const struct tensor *src) {
+    if (!tensor_is_contiguous(src)) { /* a column slice (tensor parallelism): row by row */
+        CHECK(src->ndim == 2, "weight_copy_f32: strided %d-D tensor", src->ndim);
+        for (int64_t r = 0; r < src->shape[0]; r++) {
+            struct tensor row = tensor_row(src, r);
+            weight_copy_f32(dst + r * src->shape[1], &row);
+        }
+        return;
+    }
     const size_t numel = (size_t)tensor_numel(src);
     if (src->dtype == DTYPE_F32)
         memcpy(dst, src->data, numel * sizeof(float)); /* also handles unaligned sources */

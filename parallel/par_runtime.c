@@ -2,11 +2,13 @@
 #include "parallel/par_runtime.h"
 
 #include <mpi.h>
+#include <stdio.h>
 #include <stdlib.h>
 
 #include "core/error.h"
 #include "core/log.h"
 #include "core/process.h"
+#include "parallel/watchdog.h"
 
 static bool par_started = false;
 
@@ -39,6 +41,7 @@ int par_init(int *argc, char ***argv, enum par_mode mode) {
     MPI_CHECK(MPI_Comm_rank(MPI_COMM_WORLD, &rank));
     MPI_CHECK(MPI_Comm_size(MPI_COMM_WORLD, &world));
     proc_set_rank(rank, world);
+    par_watchdog_init(); /* collective deadlines: host names, report channel (parallel/watchdog.h) */
     LOG_DEBUG("MPI up: rank %d of %d (thread level %d)", rank, world, provided);
     return ERR_OK;
 }
@@ -46,6 +49,7 @@ int par_init(int *argc, char ***argv, enum par_mode mode) {
 void par_finalize(void) {
     if (!par_started) return;
     proc_remove_abort_hook(mpi_abort_hook, NULL);
+    par_watchdog_free();
     MPI_Finalize();
     par_started = false;
 }
@@ -54,6 +58,17 @@ bool par_active(void) { return par_started; }
 int par_rank(void) { return proc_rank(); }
 int par_world(void) { return proc_world(); }
 
+void par_abort_job(int exit_code) {
+    if (!par_started || par_world() <= 1) return;
+    fflush(stdout);
+    fflush(stderr);
+    MPI_Abort(MPI_COMM_WORLD, exit_code);
+}
+
 void par_barrier(void) {
     if (par_started) MPI_CHECK(MPI_Barrier(MPI_COMM_WORLD));
+}
+
+void par_heartbeat(void) {
+    if (par_started) par_watchdog_heartbeat();
 }

@@ -6,7 +6,8 @@
  * so MPI_CHECK sees failures, and registers the abort hook that makes die_at() on any rank call
  * MPI_Abort(MPI_COMM_WORLD): one failing rank takes the whole job down instead of leaving the
  * others blocked in a collective. The communicator interface of the distributed issue builds on
- * this file.
+ * this file. par_init also starts the collective deadlines of parallel/watchdog.h (a rank that dies
+ * or hangs ends the job within REELFARM_COMM_TIMEOUT; docs/failure.md).
  */
 #ifndef REELFARM_PARALLEL_PAR_RUNTIME_H
 #define REELFARM_PARALLEL_PAR_RUNTIME_H
@@ -28,7 +29,14 @@ int par_rank(void);
 int par_world(void);
 /* True if the environment shows an MPI launcher (Open MPI, PMI, PMIx, Slurm step). */
 bool par_launched(void);
+/* A command failed on this rank: with other ranks in the job, MPI_Abort them all with exit_code (they
+ * may be blocked in a collective that this rank will never join). No-op without MPI or alone. */
+void par_abort_job(int exit_code);
 /* Barrier over MPI_COMM_WORLD (no-op without MPI). */
 void par_barrier(void);
+/* This rank is alive and working alone while others may wait for it in a collective (the lead
+ * decoding video): restarts their collective deadline (REELFARM_COMM_TIMEOUT, parallel/watchdog.h).
+ * Cheap enough for every frame: it sends at most once per timeout / 4. No-op without MPI. */
+void par_heartbeat(void);
 
 #endif /* REELFARM_PARALLEL_PAR_RUNTIME_H */

@@ -17,6 +17,7 @@ packages=(
   libopenblas-dev
   libsentencepiece-dev sentencepiece
   slurm-wlm munge
+  gnuplot-nox
 )
 if [[ "${1:-}" == "--with-reference" ]]; then
   packages+=(python3-torch python3-numpy python3-h5py python3-sentencepiece)

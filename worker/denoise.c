@@ -9,6 +9,8 @@
 #include "io/fs.h"
 #include "io/h5io.h"
 #include "model/df_sampler.h"
+#include "parallel/par_runtime.h"
+#include "worker/par_setup.h"
 #include "worker/worker.h"
 
 static void log_progress(int64_t row, int64_t rows, double seconds, void *user) {
@@ -56,7 +58,7 @@ static int read_opt(struct h5_file *f, const char *name, struct tensor *t, bool 
 }
 
 int worker_denoise(const struct denoise_options *o) {
-    if (!o->force && fs_exists(o->out_path))
+    if (par_rank() == 0 && !o->force && fs_exists(o->out_path)) /* rank 0 alone writes it */
         return err_set(ERR_EXISTS, "%s already exists; refusing to overwrite it (use --force)", o->out_path);
     struct h5_file *in = NULL;
     struct wan_model *m = NULL;
@@ -64,6 +66,8 @@ int worker_denoise(const struct denoise_options *o) {
     bool has_u = false, has_p = false, has_e = false;
     struct df_schedule sched = {0};
     struct unipc_grid grid = {0};
+    struct worker_par wp;
+    bool par_open = false;
     float *out = NULL;
     int rc = h5_open_read(&in, o->in_path);
     if (rc < 0) goto end;
@@ -78,12 +82,15 @@ int worker_denoise(const struct denoise_options *o) {
         (rc = read_opt(in, "negative_context", &ctx_u, &has_u)) < 0 ||
         (rc = read_opt(in, "prefix_latents", &prefix, &has_p)) < 0 || (rc = read_opt(in, "end_latents", &end, &has_e)) < 0)
         goto end;
-    if ((rc = wan_model_load(&m, o->model_dir)) < 0) goto end;
+    if ((rc = worker_par_open(&wp, &o->par, o->model_dir, o->guidance > 1.0, 0, &m)) < 0) goto end;
+    par_open = true;
+    const bool writer = worker_par_writer(&wp);
 
     struct df_sampling s = {.steps = o->steps, .shift = o->shift, .guidance = o->guidance, .ar_step = o->ar_step,
                             .causal_block_size = o->causal_block_size, .causal_attention = o->causal_attention,
                             .addnoise_condition = o->addnoise_condition, .seed = o->seed, .chunk = o->chunk,
-                            .fps = o->fps, .variant = o->textbook_step ? UNIPC_TEXTBOOK : UNIPC_UPSTREAM};
+                            .fps = o->fps, .variant = o->textbook_step ? UNIPC_TEXTBOOK : UNIPC_UPSTREAM,
+                            .par = &wp.dit, .cfg = wp.mesh.cfg};
     struct df_window w = {.noise = &noise, .prefix = has_p ? &prefix : NULL, .end = has_e ? &end : NULL,
                           .context = &ctx_c, .negative_context = has_u ? &ctx_u : NULL};
     if (!(o->guidance > 1.0) && has_u) LOG_INFO("guidance %g <= 1: negative_context is not used", o->guidance);
@@ -94,16 +101,18 @@ int worker_denoise(const struct denoise_options *o) {
     }
     struct exec_ctx ctx = exec_ctx_cpu(o->threads);
     const double t0 = time_now();
-    if ((rc = df_denoise_window(m, &ctx, &s, &w, out, &sched, log_progress, NULL)) < 0) {
+    if ((rc = df_denoise_window(m, &ctx, &s, &w, out, &sched, writer ? log_progress : NULL, NULL)) < 0) {
         err_wrap("%s: ", o->in_path);
         goto end;
     }
     const int64_t forwards = sched.rows * (o->guidance > 1.0 ? 2 : 1);
-    LOG_INFO("denoise done rows=%lld forwards=%lld frames=%lld seconds=%.2f", (long long)sched.rows, (long long)forwards,
-             (long long)noise.shape[1], time_now() - t0);
+    if (writer)
+        LOG_INFO("denoise done rows=%lld forwards=%lld frames=%lld seconds=%.2f", (long long)sched.rows,
+                 (long long)forwards, (long long)noise.shape[1], time_now() - t0);
     if ((rc = unipc_grid_init(&grid, o->steps, o->shift)) < 0) goto end;
-    rc = write_output(o, out, noise.shape, &sched, grid.timesteps);
+    if (writer) rc = write_output(o, out, noise.shape, &sched, grid.timesteps);
 end:
+    if (par_open) worker_par_close(&wp);
     h5_close(&in);
     wan_model_free(&m);
     df_schedule_free(&sched);

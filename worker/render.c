@@ -31,6 +31,7 @@
 #include "coordinator/film.h"
 #include "coordinator/plan.h"
 #include "coordinator/progress.h"
+#include "core/comm.h"
 #include "core/error.h"
 #include "core/log.h"
 #include "core/rng.h"
@@ -45,6 +46,8 @@
 #include "model/wan_dit.h"
 #include "model/wan_tiny.h"
 #include "model/wan_vae.h"
+#include "parallel/par_runtime.h"
+#include "worker/par_setup.h"
 #include "worker/render_checkpoint.h"
 #include "worker/worker.h"
 
@@ -154,7 +157,35 @@ struct render {
     bool replaying;          /* latent-mode resume: decoding only to rebuild the decoder's state */
     int64_t lat_plane;       /* h * w */
     double t_text, t_dit, t_vae, t_io;
+    /* Under MPI (issue "distributed", docs/parallel.md): the lead (world rank 0) encodes text and
+     * images, writes the checkpoint and the latent spool and prints progress; every computing rank
+     * computes its share of each DiT forward. The frames (VAE decode, the frame spool, the encoded
+     * output) belong to the lead, or with --encoder-rank to the last world rank, which decodes chunk c
+     * while the computing ranks denoise chunk c + 1. */
+    struct worker_par par;
+    bool par_open, lead;
+    bool encoder;            /* this rank is the encoder rank */
+    int encoder_rank;        /* world rank of the encoder rank, -1: the lead decodes */
+    bool frames_here;        /* this rank owns the frames */
+    int64_t enc_frames;      /* lead: frames the encoder rank has finished (its last flush) */
+    uint64_t enc_hash;
+    struct wan_config dit_cfg; /* the DiT's config (the encoder rank loads no DiT weights) */
 };
+
+static struct comm *compute(const struct render *r) { return r->par_open ? r->par.mesh.compute : NULL; }
+
+/* The lead's n floats to every computing rank. */
+static void share(const struct render *r, float *buf, int64_t n) {
+    if (comm_size(compute(r)) > 1) comm_bcast(compute(r), buf, (size_t)n * sizeof(float), 0);
+}
+
+/* The lead's decision to stop (a signal it received), the same on every rank. */
+static bool stop_requested(const struct render *r) {
+    float stop = g_stop_signal ? (float)g_stop_signal : 0.0f;
+    share(r, &stop, 1);
+    if (stop != 0.0f && !g_stop_signal) g_stop_signal = (sig_atomic_t)stop;
+    return stop != 0.0f;
+}
 
 static int64_t frame_floats(const struct render *r) { return 3 * r->H * r->W; }
 
@@ -203,7 +234,8 @@ static int check_output_paths(struct render *r) {
         *slash = '\0';
         if (dir[0] && !fs_is_dir(dir)) return err_set(ERR_IO, "--out %s: the folder %s does not exist", out, dir);
     }
-    if (fs_exists(out) && !r->o->overwrite)
+    const bool writes = par_rank() == 0; /* the one rank that writes files (see struct render) */
+    if (writes && fs_exists(out) && !r->o->overwrite)
         return err_set(ERR_EXISTS, "%s already exists; refusing to overwrite it (use --overwrite)", out);
     if (r->o->resume)
         snprintf(r->ckpt, sizeof r->ckpt, "%s", r->o->resume);
@@ -216,7 +248,7 @@ static int check_output_paths(struct render *r) {
     /* the growing output: the same name on every run of one render, so a resume writes where it was */
     const char *ext = strrchr(out, '.');
     snprintf(r->partial, sizeof r->partial, "%.*s.partial%s", (int)(ext - out), out, ext);
-    if (!r->o->resume && !r->o->no_checkpoint && fs_exists(r->ckpt) && !r->o->overwrite)
+    if (writes && !r->o->resume && !r->o->no_checkpoint && fs_exists(r->ckpt) && !r->o->overwrite)
         return err_set(ERR_EXISTS, "%s: a checkpoint of an earlier render of %s exists; continue it with "
                                    "'reelfarm render --resume %s', or pass --overwrite to start again",
                        r->ckpt, out, r->ckpt);
@@ -302,29 +334,46 @@ static int build_plan(struct render *r) {
 
 static int load_models(struct render *r) {
     double t0 = time_now();
-    TRY(wan_model_load(&r->dit, r->model_dir));
-    if (r->dit->cfg.in_channels != r->dit->cfg.out_channels)
+    const int helpers = r->o->encoder_rank ? 1 : 0;
+    if (helpers && r->s->overlap_mode != OVERLAP_LATENT)
+        return err_set(ERR_INVALID_ARG, "--encoder-rank needs --overlap-mode latent: with pixel overlap the next chunk "
+                                        "starts from the decoded frames, so decoding cannot run beside the DiT");
+    TRY(worker_par_open(&r->par, &r->o->par, r->model_dir, r->s->guidance > 1.0, helpers, &r->dit));
+    r->par_open = true;
+    r->lead = worker_par_writer(&r->par);
+    r->encoder_rank = helpers ? r->par.mesh.world_size - 1 : -1;
+    r->encoder = helpers && r->par.mesh.world_rank == r->encoder_rank;
+    r->frames_here = helpers ? r->encoder : r->lead;
+    struct wan_model_files files;
+    TRY(wan_model_locate(r->model_dir, &files));
+    int rc = wan_config_read(files.config_path, &r->dit_cfg);
+    wan_model_files_free(&files);
+    TRY(rc);
+    const struct wan_config *dc = &r->dit_cfg;
+    if (dc->in_channels != dc->out_channels)
         return err_set(ERR_UNSUPPORTED, "%s: an image-to-video model (in_channels %lld); render needs a DF or T2V model",
-                       r->model_dir, (long long)r->dit->cfg.in_channels);
+                       r->model_dir, (long long)dc->in_channels);
     TRY(wan_vae_load(&r->vae, r->model_dir));
-    TRY(tokenizer_open(&r->tok, r->model_dir, 0));
-    TRY(umt5_load(&r->te, r->model_dir));
-    if (r->te->cfg.d_model != r->dit->cfg.text_dim)
-        return err_set(ERR_FORMAT, "%s: the text encoder's d_model %lld does not match the DiT's text_dim %lld",
-                       r->model_dir, (long long)r->te->cfg.d_model, (long long)r->dit->cfg.text_dim);
+    if (!r->encoder) {
+        TRY(tokenizer_open(&r->tok, r->model_dir, 0));
+        TRY(umt5_load(&r->te, r->model_dir));
+        if (r->te->cfg.d_model != dc->text_dim)
+            return err_set(ERR_FORMAT, "%s: the text encoder's d_model %lld does not match the DiT's text_dim %lld",
+                           r->model_dir, (long long)r->te->cfg.d_model, (long long)dc->text_dim);
+    }
     const int sf = wan_vae_spatial_factor(&r->vae->cfg);
     r->W = r->s->width, r->H = r->s->height, r->h = r->H / sf, r->w = r->W / sf, r->z = r->vae->cfg.z_dim;
     r->lat_plane = r->h * r->w;
-    if (r->z != r->dit->cfg.out_channels)
+    if (r->z != dc->out_channels)
         return err_set(ERR_FORMAT, "%s: the VAE has %lld latent channels, the DiT %lld", r->model_dir, (long long)r->z,
-                       (long long)r->dit->cfg.out_channels);
+                       (long long)dc->out_channels);
     if (r->h % 2 || r->w % 2)
         return err_set(ERR_INVALID_ARG, "--resolution %lldx%lld: the latent grid %lldx%lld must be even (the DiT's 2x2 "
                                         "patches); use multiples of 16",
                        (long long)r->W, (long long)r->H, (long long)r->w, (long long)r->h);
-    r->text_len = r->tok->text_len;
-    r->text_dim = r->te->cfg.d_model;
-    LOG_INFO("render: model %s loaded in %.1f s", r->model_dir, time_now() - t0);
+    r->text_len = r->tok ? r->tok->text_len : 0;
+    r->text_dim = dc->text_dim;
+    if (r->lead) LOG_INFO("render: model %s loaded in %.1f s", r->model_dir, time_now() - t0);
     return ERR_OK;
 }
 
@@ -336,10 +385,11 @@ static int encode_text(struct render *r, const char *text, const char *what, flo
     int64_t n = 0;
     bool truncated = false;
     int rc = ids && mask && *out ? ERR_OK : err_set(ERR_NOMEM, "out of memory");
-    if (rc == ERR_OK) rc = tokenizer_encode(r->tok, text, what, ids, mask, &n, &truncated);
+    if (rc == ERR_OK && r->lead) rc = tokenizer_encode(r->tok, text, what, ids, mask, &n, &truncated);
     if (rc == ERR_OK && truncated) LOG_WARN("%s: longer than %lld tokens; truncated", what, (long long)l);
-    if (rc == ERR_OK) rc = umt5_encode(r->te, &r->ctx, ids, l, n, *out);
+    if (rc == ERR_OK && r->lead) rc = umt5_encode(r->te, &r->ctx, ids, l, n, *out);
     free(ids), free(mask);
+    if (rc == ERR_OK) share(r, *out, l * r->text_dim);
     return rc;
 }
 
@@ -361,9 +411,11 @@ static int encode_texts(struct render *r) {
         t->owns = true;
         char what[64];
         snprintf(what, sizeof what, s->n_shots ? "shot %d prompt" : "prompt", i);
+        par_heartbeat(); /* the other ranks wait for the lead's text encoding */
         TRY(encode_text(r, t->prompt, what, &t->ctx));
         if (s->guidance > 1.0) {
             snprintf(what, sizeof what, s->n_shots ? "shot %d negative prompt" : "negative prompt", i);
+            par_heartbeat();
             TRY(encode_text(r, t->negative, what, &t->neg));
         }
     }
@@ -379,6 +431,7 @@ struct enc_sink {
 
 static int enc_sink_frame(void *user, int64_t index, const struct tensor *frame) {
     struct enc_sink *e = user;
+    par_heartbeat();
     if (index >= e->frames) return ERR_OK;
     const float *src = frame->data;
     for (int64_t c = 0; c < e->z; c++)
@@ -423,11 +476,15 @@ static int encode_image(struct render *r, const char *path, const char *what, fl
         return err_set(ERR_NOMEM, "out of memory");
     }
     struct read_one one = {.dst = px, .floats = frame_floats(r)};
-    int rc = video_read(path, (int)r->W, (int)r->H, 0, 1, read_one_frame, &one, NULL);
-    if (rc < 0) err_wrap("%s: ", what);
-    const float *frames[1] = {px};
-    if (rc == ERR_OK) rc = vae_encode_frames(r, frames, 1, *latent);
+    int rc = ERR_OK;
+    if (r->lead) {
+        rc = video_read(path, (int)r->W, (int)r->H, 0, 1, read_one_frame, &one, NULL);
+        if (rc < 0) err_wrap("%s: ", what);
+        const float *frames[1] = {px};
+        if (rc == ERR_OK) rc = vae_encode_frames(r, frames, 1, *latent);
+    }
     free(px);
+    if (rc == ERR_OK) share(r, *latent, r->z * r->lat_plane);
     return rc;
 }
 
@@ -545,6 +602,7 @@ static int emit_frame(struct render *r, const float *chw) {
 static int decode_sink(void *user, int64_t index, const struct tensor *frame) {
     struct render *r = user;
     (void)index;
+    par_heartbeat(); /* lone work (decoding, replaying) while the other ranks wait: restart their deadline */
     if (r->replaying) return ERR_OK;
     if (r->dec_skip > 0) { /* the overlap's frames, already in the film */
         r->dec_skip--;
@@ -552,7 +610,9 @@ static int decode_sink(void *user, int64_t index, const struct tensor *frame) {
     }
     TRY(emit_frame(r, frame->data));
     test_point("decode");
-    if (g_stop_signal) return err_set(ERR_INTERRUPTED, "interrupted while decoding");
+    /* alone, stop at once; under MPI every rank stops at the same row boundary (stop_requested), and the
+     * encoder rank when the lead says so */
+    if (g_stop_signal && par_world() == 1) return err_set(ERR_INTERRUPTED, "interrupted while decoding");
     return ERR_OK;
 }
 
@@ -648,34 +708,158 @@ static int make_prefix(struct render *r, int64_t c) {
     return rc;
 }
 
+/* Chunk c's prefix on every rank: made by the lead (which holds the film's frames and latents). */
+static int share_prefix(struct render *r, int64_t c) {
+    if (r->lead) TRY(make_prefix(r, c));
+    if (comm_size(compute(r)) == 1) return ERR_OK;
+    if (!r->lead) {
+        free(r->prefix);
+        r->prefix_frames = r->ch[c].pc->prefix_frames;
+        r->prefix = r->prefix_frames ? malloc((size_t)(r->z * r->prefix_frames * r->lat_plane) * sizeof(float)) : NULL;
+        if (r->prefix_frames && !r->prefix) return err_set(ERR_NOMEM, "out of memory");
+    }
+    if (r->prefix_frames) share(r, r->prefix, r->z * r->prefix_frames * r->lat_plane);
+    return ERR_OK;
+}
+
+/* ---- the encoder rank: the lead sends it each denoised chunk (docs/parallel.md, "timeline") ---- */
+
+enum enc_msg { ENC_CHUNK = 1, ENC_REPLAY, ENC_FLUSH, ENC_FINISH, ENC_STOP };
+enum { TAG_ENC_HEADER = 71, TAG_ENC_DATA = 72, TAG_ENC_REPLY = 73 };
+
+struct enc_header {
+    int64_t type, chunk, floats;
+};
+
+static void enc_send(const struct render *r, int64_t type, int64_t chunk, const float *data, int64_t floats) {
+    const struct enc_header h = {type, chunk, floats};
+    comm_send(r->par.mesh.world, &h, sizeof h, r->encoder_rank, TAG_ENC_HEADER);
+    if (floats) comm_send(r->par.mesh.world, data, (size_t)floats * sizeof(float), r->encoder_rank, TAG_ENC_DATA);
+}
+
+/* Lead: wait until the encoder rank has written every frame sent so far; its count and hash. */
+static int enc_flush(struct render *r) {
+    enc_send(r, ENC_FLUSH, 0, NULL, 0);
+    int64_t reply[3];
+    comm_recv(r->par.mesh.world, reply, sizeof reply, r->encoder_rank, TAG_ENC_REPLY);
+    if (reply[2] < 0) return err_set((int)reply[2], "the encoder rank failed (see its error)");
+    r->enc_frames = reply[0];
+    r->enc_hash = (uint64_t)reply[1];
+    progress_frames(&r->prog, r->enc_frames);
+    return ERR_OK;
+}
+
+/* Lead, resuming in latent mode: the latents the encoder rank's decoder must see again (not shown). */
+static int enc_replay(struct render *r, int64_t from, int64_t to) {
+    const int64_t per = r->z * r->lat_plane;
+    float *buf = malloc((size_t)((to - from) * per) * sizeof(float));
+    int rc = buf ? ERR_OK : err_set(ERR_NOMEM, "out of memory");
+    for (int64_t j = from; rc == ERR_OK && j < to; j++) rc = render_spool_read(&r->latents, j, buf + (j - from) * per);
+    if (rc == ERR_OK && to > from) enc_send(r, ENC_REPLAY, 0, buf, (to - from) * per);
+    free(buf);
+    return rc;
+}
+
+static int finish_frames(struct render *r);
+
+/* The encoder rank's life after setup: decode what the lead sends until it finishes or stops. */
+static int enc_serve(struct render *r) {
+    float *buf = NULL;
+    int64_t cap = 0;
+    int rc = ERR_OK;
+    for (;;) {
+        struct enc_header h;
+        comm_recv(r->par.mesh.world, &h, sizeof h, 0, TAG_ENC_HEADER);
+        if (h.floats > cap) {
+            free(buf);
+            cap = h.floats;
+            buf = malloc((size_t)cap * sizeof(float));
+            CHECK(buf, "out of memory for %lld floats from the lead", (long long)cap);
+        }
+        if (h.floats) comm_recv(r->par.mesh.world, buf, (size_t)h.floats * sizeof(float), 0, TAG_ENC_DATA);
+        if (h.type == ENC_CHUNK) {
+            const double t0 = time_now();
+            if (rc == ERR_OK) rc = decode_chunk(r, h.chunk, buf);
+            LOG_DEBUG("encoder rank: chunk %lld decoded in %.2f s (t=%.2f)", (long long)h.chunk, time_now() - t0,
+                      time_now() - r->prog.t_start);
+        } else if (h.type == ENC_REPLAY) { /* latent-mode resume: rebuild the decoder's caches */
+            const double t0 = time_now();
+            const int64_t n = h.floats / (r->z * r->lat_plane);
+            if (rc == ERR_OK && !r->dec)
+                rc = wan_vae_stream_open(&r->dec, r->vae, &r->ctx, true, r->H, r->W, DTYPE_F32, decode_sink, r);
+            r->replaying = true;
+            for (int64_t j = 0; rc == ERR_OK && j < n; j++) {
+                struct tensor t = tensor_make(DTYPE_F32, DEVICE_CPU, buf + j * r->z * r->lat_plane, 3,
+                                              (int64_t[]){r->z, r->h, r->w});
+                rc = wan_vae_stream_push(r->dec, &t);
+            }
+            r->replaying = false;
+            r->t_vae += time_now() - t0;
+        } else if (h.type == ENC_FLUSH) {
+            if (rc == ERR_OK) rc = render_spool_sync(&r->frames);
+            const int64_t reply[3] = {r->frames.items, (int64_t)r->frames.hash, rc};
+            comm_send(r->par.mesh.world, reply, sizeof reply, 0, TAG_ENC_REPLY);
+        } else if (h.type == ENC_FINISH) {
+            if (rc == ERR_OK) rc = finish_frames(r);
+            const int64_t reply[3] = {r->frames.items, (int64_t)r->frames.hash, rc};
+            comm_send(r->par.mesh.world, reply, sizeof reply, 0, TAG_ENC_REPLY);
+            break;
+        } else { /* ENC_STOP: the lead saved a checkpoint and stops */
+            if (rc == ERR_OK) rc = render_spool_sync(&r->frames);
+            if (rc == ERR_OK) rc = err_set(ERR_INTERRUPTED, "interrupted: the lead stopped the render");
+            break;
+        }
+    }
+    free(buf);
+    LOG_INFO("render: encoder rank wrote %lld frames (VAE %.1f s, I/O %.1f s)", (long long)r->frames.items, r->t_vae,
+             r->t_io);
+    return rc;
+}
+
 /* ---- checkpoints ---- */
 
 static int save_checkpoint(struct render *r, int64_t chunk, const struct df_run *run) {
     if (r->o->no_checkpoint) return ERR_OK;
     const double t0 = time_now();
-    TRY(render_spool_sync(&r->frames));
-    TRY(render_spool_sync(&r->latents));
-    struct render_ckpt c = {.settings_json = r->settings_json, .inputs_json = r->inputs_json, .n_chunks = r->n_ch,
-                            .chunk = chunk, .frames_done = r->frames.items, .latents_done = r->latents.items,
-                            .frames_hash = r->frames.hash, .latents_hash = r->latents.hash};
-    snprintf(c.fingerprint, sizeof c.fingerprint, "%s", r->fingerprint);
-    c.noise_path = (char *)r->o->noise_path, c.latents_out = (char *)r->o->latents_out;
+    /* every computing rank writes the file (collectively, render_ckpt_write_collective): the lead first makes
+     * sure the spools hold what the checkpoint counts and copies the ring frames that this chunk's decode will
+     * not replace (only its ring holds the film's frames), then shares the counts, hashes and its outcome */
     int rc = ERR_OK;
-    if (chunk < r->n_ch && r->s->overlap_mode == OVERLAP_PIXEL) {
-        /* the ring frames that this chunk's decode will not replace */
-        int64_t carry = r->overlap - r->ch[chunk].pc->new_frames;
-        carry = carry < 0 ? 0 : (carry > r->ring_count ? r->ring_count : carry);
-        if (carry > 0) {
-            c.ring = malloc((size_t)(carry * frame_floats(r)) * sizeof(float));
-            if (!c.ring) rc = err_set(ERR_NOMEM, "out of memory");
-            for (int64_t i = 0; rc == ERR_OK && i < carry; i++) {
-                const int64_t slot = (r->ring_head + r->ring_count - carry + i) % r->overlap;
-                memcpy(c.ring + i * frame_floats(r), r->ring + slot * frame_floats(r), (size_t)frame_floats(r) * sizeof(float));
-            }
-            c.ring_frames = carry, c.ring_height = r->H, c.ring_width = r->W;
+    int64_t carry = 0;
+    float *ring = NULL;
+    if (r->lead) {
+        if (r->encoder_rank >= 0) {
+            rc = enc_flush(r); /* a checkpoint counts only frames on disk */
+        } else {
+            rc = render_spool_sync(&r->frames);
+            r->enc_frames = r->frames.items, r->enc_hash = r->frames.hash;
+        }
+        if (rc == ERR_OK) rc = render_spool_sync(&r->latents);
+        if (chunk < r->n_ch && r->s->overlap_mode == OVERLAP_PIXEL) {
+            carry = r->overlap - r->ch[chunk].pc->new_frames;
+            carry = carry < 0 ? 0 : (carry > r->ring_count ? r->ring_count : carry);
+        }
+        if (rc == ERR_OK && carry > 0 && !(ring = malloc((size_t)(carry * frame_floats(r)) * sizeof(float))))
+            rc = err_set(ERR_NOMEM, "out of memory");
+        for (int64_t i = 0; rc == ERR_OK && i < carry; i++) {
+            const int64_t slot = (r->ring_head + r->ring_count - carry + i) % r->overlap;
+            memcpy(ring + i * frame_floats(r), r->ring + slot * frame_floats(r), (size_t)frame_floats(r) * sizeof(float));
         }
     }
-    if (run && df_run_next_row(run) > 0) {
+    int64_t lead[6] = {rc, r->enc_frames, r->latents.items, (int64_t)r->enc_hash, (int64_t)r->latents.hash, carry};
+    if (comm_size(compute(r)) > 1) comm_bcast(compute(r), lead, sizeof lead, 0);
+    if (lead[0] < 0) {
+        free(ring);
+        return r->lead ? (int)lead[0]
+                       : err_set((enum err_code)lead[0], "%s: the lead could not save the checkpoint", r->ckpt);
+    }
+    struct render_ckpt c = {.settings_json = r->settings_json, .inputs_json = r->inputs_json, .n_chunks = r->n_ch,
+                            .chunk = chunk, .frames_done = lead[1], .latents_done = lead[2],
+                            .frames_hash = (uint64_t)lead[3], .latents_hash = (uint64_t)lead[4], .ring = ring};
+    snprintf(c.fingerprint, sizeof c.fingerprint, "%s", r->fingerprint);
+    c.noise_path = (char *)r->o->noise_path, c.latents_out = (char *)r->o->latents_out;
+    if (lead[5] > 0) c.ring_frames = lead[5], c.ring_height = r->H, c.ring_width = r->W; /* ring: the lead's only */
+    if (run && df_run_next_row(run) > 0) { /* the sampler state: the same on every computing rank */
         struct df_run_state_shape sh;
         df_run_state_shape(run, &sh);
         rc = render_ckpt_alloc_state(&c, &sh);
@@ -686,7 +870,8 @@ static int save_checkpoint(struct render *r, int64_t chunk, const struct df_run 
         c.prefix_frames = r->prefix_frames;
         c.shape.height = r->h, c.shape.width = r->w;
     }
-    if (rc == ERR_OK) rc = render_ckpt_write(r->ckpt, &c);
+    /* a rank that could not allocate the state still joins: the writer refuses the file on every rank */
+    rc = render_ckpt_write_collective(compute(r), r->ckpt, &c);
     c.settings_json = c.inputs_json = c.noise_path = c.latents_out = NULL, c.prefix = NULL;
     render_ckpt_free(&c);
     r->t_io += time_now() - t0;
@@ -721,7 +906,8 @@ static int run_chunk(struct render *r, int64_t c, const struct render_ckpt *resu
     const struct df_sampling sp = {.steps = s->steps, .shift = s->shift, .guidance = s->guidance, .ar_step = s->ar_step,
                                    .causal_block_size = s->causal_block_size, .causal_attention = s->causal_attention,
                                    .addnoise_condition = s->addnoise_condition, .seed = s->seed, .chunk = c,
-                                   .fps = s->fps, .variant = UNIPC_UPSTREAM};
+                                   .fps = s->fps, .variant = UNIPC_UPSTREAM, .par = &r->par.dit,
+                                   .cfg = r->par.mesh.cfg};
     if (rc == ERR_OK) rc = df_run_open(&run, r->dit, &r->ctx, &sp, &w);
     if (rc < 0) err_wrap("chunk %lld: ", (long long)c);
     if (rc == ERR_OK && resume && resume->next_row > 0) {
@@ -738,7 +924,7 @@ static int run_chunk(struct render *r, int64_t c, const struct render_ckpt *resu
     const int64_t rows = run ? df_run_schedule(run)->rows : 0;
     int64_t since = 0, ran = 0;
     while (rc == ERR_OK && !df_run_done(run)) {
-        if (g_stop_signal) {
+        if (stop_requested(r)) {
             rc = save_checkpoint(r, c, run);
             if (rc == ERR_OK) rc = err_set(ERR_INTERRUPTED, "interrupted at chunk %lld row %lld", (long long)c,
                                            (long long)df_run_next_row(run));
@@ -747,6 +933,7 @@ static int run_chunk(struct render *r, int64_t c, const struct render_ckpt *resu
         const double t0 = time_now();
         df_run_row(run);
         r->t_dit += time_now() - t0;
+        par_heartbeat(); /* an encoder rank waits for the lead through whole chunks */
         progress_row(&r->prog, c, df_run_next_row(run), rows);
         test_point("row");
         since++, ran++;
@@ -759,9 +946,13 @@ static int run_chunk(struct render *r, int64_t c, const struct render_ckpt *resu
     if (rc == ERR_OK && ran > 0) rc = save_checkpoint(r, c, run);
     if (rc == ERR_OK) df_run_latents(run, lat);
     df_run_close(&run);
-    if (rc == ERR_OK) rc = take_latents(r, NULL, lat, f, k->seg_first ? 0 : f - k->film_latents, f);
-    if (rc == ERR_OK) rc = decode_chunk(r, c, lat);
-    if (rc == ERR_OK && g_stop_signal) rc = err_set(ERR_INTERRUPTED, "interrupted after decoding chunk %lld", (long long)c);
+    if (rc == ERR_OK && r->lead) rc = take_latents(r, NULL, lat, f, k->seg_first ? 0 : f - k->film_latents, f);
+    if (rc == ERR_OK && r->lead && r->encoder_rank >= 0)
+        enc_send(r, ENC_CHUNK, c, lat, r->z * f * r->lat_plane); /* decoded beside the next chunk's rows */
+    else if (rc == ERR_OK && r->lead)
+        rc = decode_chunk(r, c, lat);
+    if (rc == ERR_OK && stop_requested(r))
+        rc = err_set(ERR_INTERRUPTED, "interrupted after decoding chunk %lld", (long long)c);
     free(noise), free(lat);
     return rc;
 }
@@ -817,21 +1008,29 @@ static int check_resume(struct render *r, const struct render_ckpt *c) {
 }
 
 /* Rebuild the encoded output and the decoder state from the spools. */
-static int restore_outputs(struct render *r, const struct render_ckpt *c) {
+static int restore_frames(struct render *r, const struct render_ckpt *c) {
     const double t0 = time_now();
     /* The ring of the film's last float frames is not restored: the current chunk's decode refills it before
      * the next prefix is made (every chunk that has a successor adds more than `overlap` frames), and the
      * current chunk's own prefix comes from the checkpoint. */
     int rc = ERR_OK;
     for (int64_t i = 0; rc == ERR_OK && i < c->frames_done; i++) {
+        par_heartbeat(); /* re-encoding a long film can outlast the others' deadline */
         rc = render_spool_read(&r->frames, i, r->rgb);
         if (rc == ERR_OK && r->writer) rc = video_writer_add_rgb24(r->writer, r->rgb);
     }
     r->t_io += time_now() - t0;
-    if (rc < 0 || r->s->overlap_mode != OVERLAP_LATENT || c->chunk >= r->n_ch) return rc;
-    /* latent mode: replay the current segment's latents through a fresh decoder, discarding the frames */
+    return rc;
+}
+
+/* Latent mode: replay the current segment's latents through a fresh decoder, discarding the frames (the lead
+ * sends them to the encoder rank when there is one). */
+static int restore_decoder(struct render *r, const struct render_ckpt *c) {
+    if (r->s->overlap_mode != OVERLAP_LATENT || c->chunk >= r->n_ch) return ERR_OK;
     const struct rchunk *k = &r->ch[c->chunk];
     if (k->seg_first) return ERR_OK;
+    if (r->encoder_rank >= 0) return enc_replay(r, k->seg_latent_start, c->latents_done);
+    int rc = ERR_OK;
     const double t1 = time_now();
     rc = wan_vae_stream_open(&r->dec, r->vae, &r->ctx, true, r->H, r->W, DTYPE_F32, decode_sink, r);
     float *zf = malloc((size_t)(r->z * r->lat_plane) * sizeof(float));
@@ -852,7 +1051,8 @@ static int restore_outputs(struct render *r, const struct render_ckpt *c) {
 
 /* ---- finish ---- */
 
-static int finish_outputs(struct render *r) {
+/* The frames' owner: finalise the encoded output, or write the .h5 frames. */
+static int finish_frames(struct render *r) {
     const double t0 = time_now();
     int rc = ERR_OK;
     if (r->writer) {
@@ -872,7 +1072,15 @@ static int finish_outputs(struct render *r) {
         h5_close(&f);
         free(all);
     }
-    if (rc == ERR_OK && r->o->latents_out) {
+    r->t_io += time_now() - t0;
+    return rc;
+}
+
+/* The lead: --save-latents from the latent spool. */
+static int finish_latents(struct render *r) {
+    const double t0 = time_now();
+    int rc = ERR_OK;
+    if (r->o->latents_out) {
         const int64_t n = r->latents.items, plane = r->lat_plane;
         float *all = malloc((size_t)(r->z * n * plane) * sizeof(float));
         float *zf = malloc((size_t)(r->z * plane) * sizeof(float));
@@ -923,10 +1131,12 @@ static int start_outputs(struct render *r, bool resume, const struct render_ckpt
     r->overlap = r->s->overlap;
     r->ring = malloc((size_t)(r->overlap * frame_floats(r)) * sizeof(float));
     if (!r->rgb || !r->ring) return err_set(ERR_NOMEM, "out of memory");
+    if (r->lead)
+        TRY(render_spool_open(&r->latents, r->latents_path, (size_t)(r->z * r->lat_plane) * sizeof(float), resume,
+                              c ? c->latents_done : 0, c ? c->latents_hash : 0));
+    if (!r->frames_here) return ERR_OK;
     TRY(render_spool_open(&r->frames, r->frames_path, (size_t)(r->H * r->W * 3), resume, c ? c->frames_done : 0,
                           c ? c->frames_hash : 0));
-    TRY(render_spool_open(&r->latents, r->latents_path, (size_t)(r->z * r->lat_plane) * sizeof(float), resume,
-                          c ? c->latents_done : 0, c ? c->latents_hash : 0));
     if (!r->to_h5) {
         struct video_writer_options wo;
         video_writer_default_options(&wo);
@@ -983,24 +1193,35 @@ int worker_render(const struct render_options *o, int *exit_signal) {
     if (rc == ERR_OK) rc = load_conditioning(r);
     if (rc == ERR_OK) rc = build_plan(r);
     if (rc == ERR_OK && resume) rc = check_resume(r, &ck);
-    if (rc == ERR_OK) rc = load_noise(r);
+    if (rc == ERR_OK && !r->encoder) rc = load_noise(r);
     if (rc < 0) goto end;
-    LOG_INFO("render: %lld frames %lldx%lld at %d fps in %lld chunk%s (%lld rows, %d segment%s, %s overlap) -> %s",
+    if (r->lead)
+        LOG_INFO("render: %lld frames %lldx%lld at %d fps in %lld chunk%s (%lld rows, %d segment%s, %s overlap) -> %s",
              (long long)r->total_frames, (long long)r->W, (long long)r->H, r->s->fps, (long long)r->n_ch,
              r->n_ch == 1 ? "" : "s", (long long)r->total_rows, r->n_seg, r->n_seg == 1 ? "" : "s",
              r->s->overlap_mode == OVERLAP_LATENT ? "latent" : "pixel", r->out);
-    if ((rc = encode_texts(r)) < 0 || (rc = encode_images(r)) < 0) goto end;
+    if (!r->encoder && ((rc = encode_texts(r)) < 0 || (rc = encode_images(r)) < 0)) goto end;
     if ((rc = start_outputs(r, resume, resume ? &ck : NULL)) < 0) goto end;
 
     struct sigaction old[2];
     install_signals(old);
     int64_t rows_before = 0, start = resume ? ck.chunk : 0;
     for (int64_t c = 0; c < start; c++) rows_before += r->ch[c].pc->rows;
-    progress_init(&r->prog, o->quiet, o->progress_json, r->n_ch, r->total_rows, r->total_frames,
+    progress_init(&r->prog, o->quiet || !r->lead, o->progress_json && r->lead, r->n_ch, r->total_rows, r->total_frames,
                   rows_before + (resume ? ck.next_row : 0), resume ? ck.frames_done : 0);
     progress_event(&r->prog, "start", start, resume ? "resume" : "new");
+    if (r->encoder) { /* the encoder rank: the film's frames, from what the lead sends */
+        rc = resume ? restore_frames(r, &ck) : ERR_OK;
+        for (int64_t i = 0; !resume && rc == ERR_OK && i < r->ext_t; i++) rc = emit_frame(r, r->ext + i * frame_floats(r));
+        if (rc == ERR_OK) rc = enc_serve(r);
+        if (rc == ERR_OK) render_spool_close(&r->frames, !o->keep_checkpoint);
+        if (rc == ERR_INTERRUPTED) *exit_signal = SIGTERM;
+        restore_signals(old);
+        goto end;
+    }
     if (resume) {
-        rc = restore_outputs(r, &ck);
+        rc = r->frames_here ? restore_frames(r, &ck) : ERR_OK;
+        if (rc == ERR_OK && r->lead) rc = restore_decoder(r, &ck);
         if (rc == ERR_OK && ck.ring_frames > 0 && (ck.ring_height != r->H || ck.ring_width != r->W || ck.ring_frames > r->overlap))
             rc = err_set(ERR_FORMAT, "%s: the saved overlap frames do not fit the film", r->ckpt);
         for (int64_t i = 0; rc == ERR_OK && i < ck.ring_frames; i++) ring_push(r, ck.ring + i * frame_floats(r));
@@ -1013,29 +1234,45 @@ int worker_render(const struct render_options *o, int *exit_signal) {
             r->prefix = r->prefix_frames ? calloc((size_t)(r->z * r->prefix_frames * r->lat_plane), sizeof(float)) : NULL;
             if (r->prefix_frames && !r->prefix) rc = err_set(ERR_NOMEM, "out of memory");
         }
-        LOG_INFO("render: resuming %s at chunk %lld/%lld row %lld (%lld frames done)", r->ckpt,
+        if (r->lead)
+            LOG_INFO("render: resuming %s at chunk %lld/%lld row %lld (%lld frames done)", r->ckpt,
                  (long long)(ck.chunk + 1), (long long)r->n_ch, (long long)ck.next_row, (long long)ck.frames_done);
     } else {
-        for (int64_t i = 0; rc == ERR_OK && i < r->ext_t; i++) rc = emit_frame(r, r->ext + i * frame_floats(r));
-        if (rc == ERR_OK) rc = make_prefix(r, 0);
+        for (int64_t i = 0; r->frames_here && rc == ERR_OK && i < r->ext_t; i++)
+            rc = emit_frame(r, r->ext + i * frame_floats(r));
+        if (rc == ERR_OK) rc = share_prefix(r, 0);
         if (rc == ERR_OK) rc = save_checkpoint(r, 0, NULL);
     }
     for (int64_t c = start; rc == ERR_OK && c < r->n_ch; c++) {
         const bool resuming_here = resume && c == ck.chunk;
         rc = run_chunk(r, c, resuming_here ? &ck : NULL);
-        if (rc == ERR_OK && c + 1 < r->n_ch) rc = make_prefix(r, c + 1);
-        if (rc == ERR_OK) rc = save_checkpoint(r, c + 1, NULL);
+        if (rc == ERR_OK && c + 1 < r->n_ch) rc = share_prefix(r, c + 1);
+        /* with an encoder rank the chunk-start checkpoint would wait for this chunk's decode: the chunk-end
+         * one (its denoised window) already lets a resume redo only the decode */
+        if (rc == ERR_OK && (r->encoder_rank < 0 || c + 1 == r->n_ch)) rc = save_checkpoint(r, c + 1, NULL);
         if (rc == ERR_OK) {
             progress_event(&r->prog, "chunk", c, NULL);
             test_point("chunk");
         }
-        if (rc == ERR_OK && g_stop_signal && c + 1 < r->n_ch)
+        if (rc == ERR_OK && c + 1 < r->n_ch && stop_requested(r))
             rc = err_set(ERR_INTERRUPTED, "interrupted after chunk %lld", (long long)c);
     }
-    if (rc == ERR_OK && r->frames.items != r->total_frames)
-        rc = err_set(ERR_FORMAT, "internal: %lld frames written, the plan makes %lld", (long long)r->frames.items,
-                     (long long)r->total_frames);
-    if (rc == ERR_OK) rc = finish_outputs(r);
+    if (rc == ERR_OK && r->lead && r->encoder_rank >= 0 && o->no_checkpoint) rc = enc_flush(r);
+    if (rc == ERR_OK && r->lead) {
+        const int64_t written = r->encoder_rank >= 0 ? r->enc_frames : r->frames.items;
+        if (written != r->total_frames)
+            rc = err_set(ERR_FORMAT, "internal: %lld frames written, the plan makes %lld", (long long)written,
+                         (long long)r->total_frames);
+    }
+    if (rc == ERR_OK && r->lead) rc = finish_latents(r);
+    if (rc == ERR_OK && r->lead && r->encoder_rank < 0) rc = finish_frames(r);
+    if (rc == ERR_OK && r->lead && r->encoder_rank >= 0) {
+        enc_send(r, ENC_FINISH, 0, NULL, 0);
+        int64_t reply[3];
+        comm_recv(r->par.mesh.world, reply, sizeof reply, r->encoder_rank, TAG_ENC_REPLY);
+        if (reply[2] < 0) rc = err_set((int)reply[2], "the encoder rank could not finish %s (see its error)", r->out);
+    }
+    if (rc == ERR_INTERRUPTED && r->lead && r->encoder_rank >= 0) enc_send(r, ENC_STOP, 0, NULL, 0);
     progress_break(&r->prog);
     if (rc == ERR_INTERRUPTED) {
         *exit_signal = (int)g_stop_signal;
@@ -1048,7 +1285,7 @@ int worker_render(const struct render_options *o, int *exit_signal) {
                     strsignal((int)g_stop_signal), r->ckpt, r->ckpt);
     }
     restore_signals(old);
-    if (rc == ERR_OK) {
+    if (rc == ERR_OK && r->lead) {
         render_spool_close(&r->frames, !o->keep_checkpoint);
         render_spool_close(&r->latents, !o->keep_checkpoint);
         if (!o->keep_checkpoint) fs_remove_quiet(r->ckpt);
@@ -1071,6 +1308,7 @@ end:
     }
     render_ckpt_free(&ck);
     render_free(r);
+    if (r->par_open) worker_par_close(&r->par);
     return rc;
 }
 

@@ -11,9 +11,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "core/comm.h"
 #include "core/error.h"
 #include "io/fs.h"
 #include "io/h5io.h"
+#include "parallel/comm_mpi.h"
 
 #define CKPT_FORMAT "reelfarm-render-checkpoint"
 #define CKPT_VERSION 1
@@ -156,10 +158,6 @@ static uint64_t state_checksum(const struct render_ckpt *c) {
 }
 
 /* Strings are stored as uint8 datasets with a terminating NUL (HDF5 has no empty datasets). */
-static int write_text(struct h5_file *f, const char *name, const char *text) {
-    return h5_write_u8(f, name, (const uint8_t *)text, 1, (int64_t[]){(int64_t)strlen(text) + 1});
-}
-
 static int read_text(struct h5_file *f, const char *path, const char *name, char **out) {
     int64_t *v = NULL, shape[TENSOR_MAX_DIMS];
     int nd = 0;
@@ -181,49 +179,216 @@ static int read_text(struct h5_file *f, const char *path, const char *name, char
     return ERR_OK;
 }
 
-int render_ckpt_write(const char *path, const struct render_ckpt *c) {
-    struct h5_file *f = NULL;
-    TRY(h5_create(&f, path, true));
-    char hx[17];
-    int rc = h5_attr_set_str(f, "reelfarm_format", CKPT_FORMAT);
-    if (rc == ERR_OK) rc = h5_attr_set_i64(f, "reelfarm_format_version", CKPT_VERSION);
-    if (rc == ERR_OK) rc = h5_attr_set_str(f, "reelfarm_version", REELFARM_VERSION);
-    if (rc == ERR_OK) rc = h5_attr_set_str(f, "model_fingerprint", c->fingerprint);
-    if (rc == ERR_OK) rc = h5_attr_set_i64(f, "chunks", c->n_chunks);
-    if (rc == ERR_OK) rc = h5_attr_set_i64(f, "chunk", c->chunk);
-    if (rc == ERR_OK) rc = h5_attr_set_i64(f, "next_row", c->next_row);
-    if (rc == ERR_OK) rc = h5_attr_set_i64(f, "frames_done", c->frames_done);
-    if (rc == ERR_OK) rc = h5_attr_set_i64(f, "latents_done", c->latents_done);
-    if (rc == ERR_OK) hex16(c->frames_hash, hx), rc = h5_attr_set_str(f, "frames_hash", hx);
-    if (rc == ERR_OK) hex16(c->latents_hash, hx), rc = h5_attr_set_str(f, "latents_hash", hx);
-    if (rc == ERR_OK)
-        rc = h5_attr_set_str(f, "rng", "philox4x32-10 addressed by (seed, purpose, chunk, row): no position to store");
-    if (rc == ERR_OK) rc = write_text(f, "settings_json", c->settings_json);
-    if (rc == ERR_OK) rc = write_text(f, "inputs_json", c->inputs_json);
-    if (rc == ERR_OK) rc = write_text(f, "noise_path", c->noise_path ? c->noise_path : "");
-    if (rc == ERR_OK) rc = write_text(f, "latents_out", c->latents_out ? c->latents_out : "");
-    if (rc == ERR_OK && c->ring_frames > 0)
-        rc = h5_write_f32(f, "ring", c->ring, 4, (int64_t[]){c->ring_frames, 3, c->ring_height, c->ring_width});
+/* ---- what a checkpoint file holds: the one description both writers work from ---- */
+
+enum ckpt_item_kind {
+    CKPT_ATTR_STR, /* root attribute, string */
+    CKPT_ATTR_I64, /* root attribute, integer */
+    CKPT_TEXT,     /* uint8 dataset [strlen + 1]: a string with its NUL (HDF5 has no empty datasets) */
+    CKPT_F32,      /* float32 dataset */
+    CKPT_I64,      /* int64 dataset */
+};
+
+struct ckpt_item {
+    const char *name;
+    enum ckpt_item_kind kind;
+    const char *str;       /* ATTR_STR, TEXT */
+    int64_t value;         /* ATTR_I64 */
+    const void *data;      /* F32, I64: the whole array */
+    int ndim;
+    int64_t shape[TENSOR_MAX_DIMS];
+    /* a large array that every rank holds: a collective write splits its rows among the ranks (the others
+     * are written from rank 0's copy) */
+    bool split;
+};
+
+enum { CKPT_MAX_ITEMS = 32 };
+
+struct ckpt_layout {
+    struct ckpt_item items[CKPT_MAX_ITEMS];
+    int n;
+    char frames_hash[17], latents_hash[17], checksum[17];
+    int64_t *solver_ints; /* the state's int32 counters widened to the file's int64 */
+    int64_t geometry[6];  /* channels, frames, columns, height, width, prefix */
+};
+
+static struct ckpt_item *layout_add(struct ckpt_layout *L, const char *name, enum ckpt_item_kind kind) {
+    CHECK(L->n < CKPT_MAX_ITEMS, "checkpoint layout: more than %d items", CKPT_MAX_ITEMS);
+    struct ckpt_item *it = &L->items[L->n++];
+    memset(it, 0, sizeof *it);
+    it->name = name, it->kind = kind;
+    return it;
+}
+
+static void layout_attr_str(struct ckpt_layout *L, const char *name, const char *v) {
+    layout_add(L, name, CKPT_ATTR_STR)->str = v;
+}
+
+static void layout_attr_i64(struct ckpt_layout *L, const char *name, int64_t v) {
+    layout_add(L, name, CKPT_ATTR_I64)->value = v;
+}
+
+static void layout_text(struct ckpt_layout *L, const char *name, const char *text) {
+    struct ckpt_item *it = layout_add(L, name, CKPT_TEXT);
+    it->str = text ? text : "";
+    it->ndim = 1, it->shape[0] = (int64_t)strlen(it->str) + 1;
+}
+
+static void layout_array(struct ckpt_layout *L, const char *name, enum ckpt_item_kind kind, const void *data,
+                         bool split, int ndim, const int64_t *shape) {
+    struct ckpt_item *it = layout_add(L, name, kind);
+    it->data = data, it->split = split, it->ndim = ndim;
+    memcpy(it->shape, shape, (size_t)ndim * sizeof *shape);
+}
+
+/* The file's contents for c, in writing order; `checksum` is state_checksum(c). */
+static int layout_build(struct ckpt_layout *L, const struct render_ckpt *c, uint64_t checksum) {
+    memset(L, 0, sizeof *L);
+    hex16(c->frames_hash, L->frames_hash);
+    hex16(c->latents_hash, L->latents_hash);
+    hex16(checksum, L->checksum);
+    layout_attr_str(L, "reelfarm_format", CKPT_FORMAT);
+    layout_attr_i64(L, "reelfarm_format_version", CKPT_VERSION);
+    layout_attr_str(L, "reelfarm_version", REELFARM_VERSION);
+    layout_attr_str(L, "model_fingerprint", c->fingerprint);
+    layout_attr_i64(L, "chunks", c->n_chunks);
+    layout_attr_i64(L, "chunk", c->chunk);
+    layout_attr_i64(L, "next_row", c->next_row);
+    layout_attr_i64(L, "frames_done", c->frames_done);
+    layout_attr_i64(L, "latents_done", c->latents_done);
+    layout_attr_str(L, "frames_hash", L->frames_hash);
+    layout_attr_str(L, "latents_hash", L->latents_hash);
+    layout_attr_str(L, "rng", "philox4x32-10 addressed by (seed, purpose, chunk, row): no position to store");
+    layout_text(L, "settings_json", c->settings_json);
+    layout_text(L, "inputs_json", c->inputs_json);
+    layout_text(L, "noise_path", c->noise_path);
+    layout_text(L, "latents_out", c->latents_out);
+    /* the ring is the lead's (it holds the film's frames): written from rank 0's copy */
+    if (c->ring_frames > 0)
+        layout_array(L, "ring", CKPT_F32, c->ring, false, 4,
+                     (int64_t[]){c->ring_frames, 3, c->ring_height, c->ring_width});
     const struct df_run_state_shape *s = &c->shape;
     const int64_t plane = s->height * s->width;
-    if (rc == ERR_OK && c->prefix)
-        rc = h5_write_f32(f, "prefix_latents", c->prefix, 4, (int64_t[]){16, c->prefix_frames, s->height, s->width});
-    if (rc == ERR_OK && c->next_row > 0) {
-        rc = h5_write_f32(f, "window", c->state.window, 4, (int64_t[]){s->channels, s->columns, s->height, s->width});
-        int64_t *ints = rc == ERR_OK ? malloc((size_t)(s->frames * DF_SOLVER_INTS) * sizeof *ints) : NULL;
-        if (rc == ERR_OK && !ints) rc = err_set(ERR_NOMEM, "out of memory");
-        for (int64_t i = 0; rc == ERR_OK && i < s->frames * DF_SOLVER_INTS; i++) ints[i] = c->state.solver_ints[i];
-        if (rc == ERR_OK) rc = h5_write_i64(f, "solver_ints", ints, 2, (int64_t[]){s->frames, DF_SOLVER_INTS});
-        free(ints);
-        if (rc == ERR_OK)
-            rc = h5_write_f32(f, "solver_buffers", c->state.solver_buffers, 4, (int64_t[]){s->frames, 4, s->channels, plane});
+    if (c->prefix)
+        layout_array(L, "prefix_latents", CKPT_F32, c->prefix, true, 4,
+                     (int64_t[]){16, c->prefix_frames, s->height, s->width});
+    if (c->next_row > 0) {
+        layout_array(L, "window", CKPT_F32, c->state.window, true, 4,
+                     (int64_t[]){s->channels, s->columns, s->height, s->width});
+        if (!c->state.window || !c->state.solver_ints || !c->state.solver_buffers)
+            return err_set(ERR_INVALID_ARG, "checkpoint at row %lld without a whole sampler state (out of memory?)",
+                           (long long)c->next_row);
+        L->solver_ints = malloc((size_t)(s->frames * DF_SOLVER_INTS) * sizeof *L->solver_ints);
+        if (!L->solver_ints) return err_set(ERR_NOMEM, "out of memory");
+        for (int64_t i = 0; i < s->frames * DF_SOLVER_INTS; i++)
+            L->solver_ints[i] = c->state.solver_ints[i];
+        layout_array(L, "solver_ints", CKPT_I64, L->solver_ints, false, 2, (int64_t[]){s->frames, DF_SOLVER_INTS});
+        layout_array(L, "solver_buffers", CKPT_F32, c->state.solver_buffers, true, 4,
+                     (int64_t[]){s->frames, 4, s->channels, plane});
         const int64_t geo[6] = {s->channels, s->frames, s->columns, s->height, s->width, s->prefix};
-        if (rc == ERR_OK) rc = h5_write_i64(f, "window_geometry", geo, 1, (int64_t[]){6});
+        memcpy(L->geometry, geo, sizeof geo);
+        layout_array(L, "window_geometry", CKPT_I64, L->geometry, false, 1, (int64_t[]){6});
     }
-    if (rc == ERR_OK) hex16(state_checksum(c), hx), rc = h5_attr_set_str(f, "state_checksum", hx);
-    if (rc == ERR_OK) rc = h5_commit(&f);
-    h5_close(&f);
-    if (rc < 0) err_wrap("checkpoint %s: ", path);
+    layout_attr_str(L, "state_checksum", L->checksum);
+    return ERR_OK;
+}
+
+static void layout_free(struct ckpt_layout *L) {
+    free(L->solver_ints);
+    L->solver_ints = NULL;
+}
+
+/* Everything but the array data: what the ranks of a collective write must agree on (HDF5 creates datasets
+ * and attributes collectively; strings and attribute values are stored once). */
+static uint64_t layout_meta_hash(const struct ckpt_layout *L) {
+    uint64_t h = RENDER_HASH_INIT;
+    for (int i = 0; i < L->n; i++) {
+        const struct ckpt_item *it = &L->items[i];
+        const int64_t head[4] = {it->kind, it->ndim, it->value, it->split ? 1 + (it->data != NULL) : 0};
+        h = render_hash(h, it->name, strlen(it->name) + 1);
+        h = render_hash(h, head, sizeof head);
+        h = render_hash(h, it->shape, (size_t)it->ndim * sizeof *it->shape);
+        if (it->str) h = render_hash(h, it->str, strlen(it->str) + 1);
+    }
+    return h;
+}
+
+/* Write the items to a serial file, or this rank's part of them to a collective one. */
+static int layout_write(struct h5_file *f, const struct ckpt_layout *L) {
+    int rc = ERR_OK;
+    for (int i = 0; rc == ERR_OK && i < L->n; i++) {
+        const struct ckpt_item *it = &L->items[i];
+        switch (it->kind) {
+        case CKPT_ATTR_STR: rc = h5_attr_set_str(f, it->name, it->str); break;
+        case CKPT_ATTR_I64: rc = h5_attr_set_i64(f, it->name, it->value); break;
+        case CKPT_TEXT: rc = h5_write_u8(f, it->name, (const uint8_t *)it->str, 1, it->shape); break;
+        case CKPT_I64: rc = h5_write_i64(f, it->name, it->data, it->ndim, it->shape); break;
+        case CKPT_F32:
+            if (it->split) {
+                int64_t row0, rows, row_floats = 1;
+                for (int d = 1; d < it->ndim; d++) row_floats *= it->shape[d];
+                h5_share_rows(f, it->shape[0], &row0, &rows);
+                const float *mine = it->data ? (const float *)it->data + row0 * row_floats : NULL;
+                rc = h5_write_f32_rows(f, it->name, mine, it->ndim, it->shape, row0, rows);
+            } else {
+                rc = h5_write_f32(f, it->name, it->data, it->ndim, it->shape);
+            }
+            break;
+        }
+    }
+    return rc;
+}
+
+int render_ckpt_write(const char *path, const struct render_ckpt *c) {
+    struct ckpt_layout L;
+    int rc = layout_build(&L, c, state_checksum(c));
+    struct h5_file *f = NULL;
+    if (rc == ERR_OK && (rc = h5_create(&f, path, true)) == ERR_OK) {
+        rc = layout_write(f, &L);
+        if (rc == ERR_OK) rc = h5_commit(&f);
+        h5_close(&f);
+        if (rc < 0) err_wrap("checkpoint %s: ", path);
+    }
+    layout_free(&L);
+    return rc;
+}
+
+int render_ckpt_write_collective(struct comm *world, const char *path, const struct render_ckpt *c) {
+    if (comm_size(world) <= 1) return render_ckpt_write(path, c);
+    /* the checksum covers the whole state: rank 0 computes it from its copy (which always has the ring) */
+    uint64_t sum = world->rank == 0 ? state_checksum(c) : 0;
+    comm_bcast(world, &sum, sizeof sum, 0);
+    struct ckpt_layout L;
+    int rc = layout_build(&L, c, sum);
+    /* before any collective HDF5 call: every rank ready, and all describing the same file */
+    struct {
+        int64_t rc;
+        uint64_t meta;
+    } mine = {rc, rc == ERR_OK ? layout_meta_hash(&L) : 0}, *all = malloc((size_t)world->size * sizeof mine);
+    CHECK(all, "out of memory");
+    comm_allgather(world, &mine, all, sizeof mine);
+    for (int r = 0; r < world->size && rc == ERR_OK; r++) { /* a rank that failed keeps its own reason */
+        if (all[r].rc < 0)
+            rc = err_set((enum err_code)all[r].rc, "checkpoint %s: rank %d could not prepare it (%s)", path, r,
+                         err_code_name((int)all[r].rc));
+        else if (all[r].meta != all[0].meta)
+            rc = err_set(ERR_INVALID_ARG, "checkpoint %s: rank %d describes another file than rank 0 (position, "
+                                          "counters, hashes, strings or shapes differ); every rank must pass the same",
+                         path, r);
+    }
+    free(all);
+    struct h5_file *f = NULL;
+    if (rc == ERR_OK) {
+        MPI_Comm mc = comm_mpi_handle(world);
+        rc = h5_create_collective(&f, path, true, world, &mc);
+    }
+    if (rc == ERR_OK) {
+        rc = layout_write(f, &L);
+        if (rc == ERR_OK) rc = h5_commit(&f);
+        h5_close(&f);
+        if (rc < 0) err_wrap("checkpoint %s: ", path);
+    }
+    layout_free(&L);
     return rc;
 }
 

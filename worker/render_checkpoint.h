@@ -13,6 +13,11 @@
  * frames, so the encoded output can be rewritten identically on resume) and <ckpt>.latents (float32
  * frames [16, h, w] of the film's latent sequence). A resume truncates them to the recorded lengths after
  * checking the hashes. A checksum over the state arrays detects a damaged checkpoint.
+ *
+ * Under MPI the ranks write a checkpoint together (render_ckpt_write_collective, parallel HDF5): each
+ * rank stores its share of the rows of the large replicated arrays in one collective transfer. The file
+ * holds what render_ckpt_write's holds (same datasets, attributes and checksum), so a checkpoint written
+ * on N ranks resumes on any M.
  */
 #ifndef REELFARM_WORKER_RENDER_CHECKPOINT_H
 #define REELFARM_WORKER_RENDER_CHECKPOINT_H
@@ -22,6 +27,8 @@
 #include <stdint.h>
 
 #include "model/df_sampler.h"
+
+struct comm;
 
 struct render_ckpt {
     char *settings_json;     /* canonical film JSON of the resolved settings */
@@ -47,6 +54,16 @@ struct render_ckpt {
 };
 
 int render_ckpt_write(const char *path, const struct render_ckpt *c);
+/* The same file written by every rank of world together (collective; world from comm_mpi_create). Every
+ * rank passes the same metadata: position, counters, hashes, strings, fingerprint and every shape
+ * (checked: if a rank differs, every rank gets ERR_INVALID_ARG before anything is written). The sampler
+ * state and the prefix must hold the same values on every rank: each rank writes its contiguous share of
+ * their outermost rows. The ring and the small datasets are written from rank 0's copy (the others may
+ * pass ring = NULL with the same ring_frames/ring_height/ring_width); the state checksum is rank 0's.
+ * Written to a temp file that rank 0 renames into place (fsync of file and directory); no rank returns
+ * before that, and every rank returns the same code. A failure leaves nothing at path and no temp file.
+ * world of size 1 (or NULL): render_ckpt_write. */
+int render_ckpt_write_collective(struct comm *world, const char *path, const struct render_ckpt *c);
 /* Reads and checks a checkpoint (format, version, checksum); errors name the file and what is wrong. */
 int render_ckpt_read(const char *path, struct render_ckpt *c);
 void render_ckpt_free(struct render_ckpt *c);

@@ -10,6 +10,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "parallel/mesh.h"
+
 #include "kernels/ops.h"
 
 struct dit_forward_options {
@@ -42,6 +44,7 @@ struct denoise_options {
     bool textbook_step;
     int threads;
     bool force;
+    struct par_request par; /* layout under mpirun (all zero: automatic) */
 };
 
 /* reelfarm denoise: IN.h5 (noise, context, negative_context[, prefix_latents, end_latents]) -> OUT.h5
@@ -75,9 +78,20 @@ struct bench_options {
     int threads;
     enum backend backend;
     uint64_t seed;
+    /* Scaling benchmark (under mpirun; docs/scaling.md). A step is one forward, or with guidance > 1
+     * the conditional and the unconditional pass (on two halves of the ranks with CFG parallelism). */
+    double guidance;            /* <= 1: one forward per step (default) */
+    struct par_request par;     /* layout (all zero: automatic) */
+    const char *json_path;      /* NULL: no JSON report; else one JSON object (replaced if it exists) */
+    /* --comm-model: print the communication model's tables for this shape instead of timing */
+    bool comm_model;
+    bool comm_model_f32;        /* payloads in f32 (CPU backend) instead of bf16 (GPU) */
+    double gpu_tflops;          /* sustained rate per GPU for the compute estimate (> 0) */
+    int comm_ranks[8];          /* rank counts to tabulate, 0-terminated; all zero: 1, 2, 4, 8 */
 };
 
-/* reelfarm bench: time forwards of a random-weight model; prints one key=value line. */
+/* reelfarm bench: time forwards of a random-weight model; prints one key=value line (one rank, one
+ * forward per step), or per-step and per-collective lines and a JSON report (docs/scaling.md). */
 int worker_bench(const struct bench_options *opt);
 
 struct vae_decode_options {
@@ -132,6 +146,8 @@ struct render_options {
     const char *latents_out;    /* HDF5 `latents` [16, L, h, w]: the film's latent sequence */
     bool overwrite, keep_checkpoint, quiet, progress_json;
     int threads;
+    struct par_request par;     /* layout under mpirun/srun (all zero: automatic) */
+    bool encoder_rank;          /* the last rank decodes and encodes beside the DiT (latent overlap) */
 };
 /* reelfarm render: prompt or film file -> film (spec 6). *exit_signal gets the signal that stopped it (0 if
  * none); ERR_INTERRUPTED then means a checkpoint was written. */
