@@ -10,6 +10,7 @@
 
 #include "core/error.h"
 #include "io/fs.h"
+#include "parallel/par_runtime.h"
 
 int arg_i64(const char *flag, const char *value, int64_t lo, int64_t hi, int64_t *out) {
     char *end = NULL;
@@ -72,12 +73,14 @@ int usage_error(const char *cmd, const char *fmt, ...) {
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    fprintf(stderr, "reelfarm %s: %s (see 'reelfarm %s --help')\n", cmd, msg, cmd);
+    if (par_rank() == 0) /* every rank parses the same command line: one of them says it */
+        fprintf(stderr, "reelfarm %s: %s (see 'reelfarm %s --help')\n", cmd, msg, cmd);
     return EXIT_USAGE;
 }
 
 int run_error(void) {
-    fprintf(stderr, "reelfarm: error: %s\n", err_message()[0] ? err_message() : "unknown error");
+    /* under MPI rank 0 speaks first; cli/main.c has the others speak too if they did not all fail alike */
+    if (par_rank() == 0) fprintf(stderr, "reelfarm: error: %s\n", err_message()[0] ? err_message() : "unknown error");
     return EXIT_RUN_ERROR;
 }
 

@@ -3,11 +3,11 @@
  * Exit status: 0 success, 1 bad input or a failed run (one "reelfarm: error: ..." line),
  * 2 usage error, 70 internal error (FATAL line with rank and location).
  */
-#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "cli/args.h"
+#include "core/error.h"
 #include "core/log.h"
 #include "kernels/ops.h"
 #include "parallel/par_runtime.h"
@@ -67,9 +67,13 @@ int main(int argc, char **argv) {
         if (strcmp(name, subcommands[i].name) != 0) continue;
         par_init(&argc, &argv, PAR_AUTO);
         int rc = subcommands[i].run(argc - 1, argv + 1);
-        /* A failure on one rank: the others may wait on it forever, so end them all (no-op alone). A stop on a
-         * signal (130, 143) is agreed by every rank of a render after its checkpoint: finish normally. */
-        if (rc != 0 && rc != 128 + SIGINT && rc != 128 + SIGTERM) par_abort_job(rc);
+        /* Under MPI the same failure on every rank (a refused layout, a bad flag, an agreed stop on a signal)
+         * was reported by rank 0 alone and ends normally; a failure on some ranks only ends the whole job (the
+         * others may wait on the failed one forever), each failed rank saying why. */
+        if (rc != 0 && par_world() > 1 && !par_all_exited_alike(rc, 3.0)) {
+            if (par_rank() != 0 && err_message()[0]) fprintf(stderr, "reelfarm: error: %s\n", err_message());
+            par_abort_job(rc);
+        }
         par_finalize();
         return rc;
     }

@@ -4,10 +4,12 @@
 #include <mpi.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <time.h>
 
 #include "core/error.h"
 #include "core/log.h"
 #include "core/process.h"
+#include "core/timer.h"
 #include "parallel/watchdog.h"
 
 static bool par_started = false;
@@ -63,6 +65,23 @@ void par_abort_job(int exit_code) {
     fflush(stdout);
     fflush(stderr);
     MPI_Abort(MPI_COMM_WORLD, exit_code);
+}
+
+bool par_all_exited_alike(int rc, double timeout_s) {
+    if (!par_started || par_world() <= 1) return false;
+    /* min of (rc, -rc) over the ranks: every rank has rc iff min == rc and -min(-rc) == rc */
+    int mine[2] = {rc, -rc}, all[2] = {0, 0};
+    MPI_Comm c;
+    if (MPI_Comm_dup(MPI_COMM_WORLD, &c) != MPI_SUCCESS) return false;
+    MPI_Request req;
+    if (MPI_Iallreduce(mine, all, 2, MPI_INT, MPI_MIN, c, &req) != MPI_SUCCESS) return false;
+    const double end = time_now() + timeout_s;
+    int done = 0;
+    while (MPI_Test(&req, &done, MPI_STATUS_IGNORE) == MPI_SUCCESS && !done && time_now() < end) {
+        const struct timespec ts = {0, 1000000}; /* 1 ms: the other ranks may share this core */
+        nanosleep(&ts, NULL);
+    }
+    return done && all[0] == rc && -all[1] == rc; /* a request left pending ends with the job */
 }
 
 void par_barrier(void) {

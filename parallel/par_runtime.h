@@ -32,6 +32,9 @@ bool par_launched(void);
 /* A command failed on this rank: with other ranks in the job, MPI_Abort them all with exit_code (they
  * may be blocked in a collective that this rank will never join). No-op without MPI or alone. */
 void par_abort_job(int exit_code);
+/* A command ended with exit code rc on this rank: true when every rank of the job ended with the same code
+ * within timeout_s (then rank 0 alone reports it, and the job ends normally); false otherwise, or alone. */
+bool par_all_exited_alike(int rc, double timeout_s);
 /* Barrier over MPI_COMM_WORLD (no-op without MPI). */
 void par_barrier(void);
 /* This rank is alive and working alone while others may wait for it in a collective (the lead

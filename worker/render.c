@@ -330,6 +330,21 @@ static int build_plan(struct render *r) {
     return ERR_OK;
 }
 
+/* Refuse, before any work, a sequence-parallel degree larger than a chunk's token count. */
+static int check_layout_fits(const struct render *r) {
+    const int sp = r->par_open ? r->par.mesh.layout.sp : 1;
+    const struct wan_config *c = &r->dit_cfg;
+    for (int64_t k = 0; k < r->n_ch; k++) {
+        const int64_t tokens = r->ch[k].pc->latent_frames / c->patch[0] * (r->h / c->patch[1]) * (r->w / c->patch[2]);
+        if (sp > tokens)
+            return err_set(ERR_INVALID_ARG, "sequence parallel degree %d exceeds the %lld tokens of chunk %lld (%lld "
+                           "latent frames of %lldx%lld); use at most %lld ranks for --sp", sp, (long long)tokens,
+                           (long long)k, (long long)r->ch[k].pc->latent_frames, (long long)r->h, (long long)r->w,
+                           (long long)tokens);
+    }
+    return ERR_OK;
+}
+
 /* ---- models and inputs ---- */
 
 static int load_models(struct render *r) {
@@ -1192,6 +1207,7 @@ int worker_render(const struct render_options *o, int *exit_signal) {
     }
     if (rc == ERR_OK) rc = load_conditioning(r);
     if (rc == ERR_OK) rc = build_plan(r);
+    if (rc == ERR_OK) rc = check_layout_fits(r);
     if (rc == ERR_OK && resume) rc = check_resume(r, &ck);
     if (rc == ERR_OK && !r->encoder) rc = load_noise(r);
     if (rc < 0) goto end;
