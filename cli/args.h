@@ -61,5 +61,10 @@ int cmd_vae_decode(int argc, char **argv);
 int cmd_vae_encode(int argc, char **argv);
 int cmd_bench_vae(int argc, char **argv);
 int cmd_render(int argc, char **argv);
+int cmd_serve(int argc, char **argv);     /* cli/cmd_serve.c: the render service */
+int cmd_submit_to(int argc, char **argv); /* cli/cmd_client.c: `submit --to` (cmd_submit hands over) */
+int cmd_status(int argc, char **argv);
+int cmd_watch(int argc, char **argv);
+int cmd_cancel(int argc, char **argv);
 
 #endif /* REELFARM_CLI_ARGS_H */

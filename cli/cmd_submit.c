@@ -33,6 +33,7 @@ extern char **environ;
 
 static const char submit_help[] =
     "Usage: reelfarm submit FILM.json [--out OUT.mp4] [options]\n"
+    "       reelfarm submit FILM.json --to ENDPOINT [options]   (a render service: see --to X --help)\n"
     "\n"
     "Writes a Slurm batch script that renders the film with every rank of the job (one render shared by\n"
     "all ranks, rank 0 writes OUT) and submits it with sbatch; prints the job id. The job checkpoints\n"
@@ -467,6 +468,9 @@ static int run_sbatch(const char *script_file, const struct strbuf *script, char
 }
 
 int cmd_submit(int argc, char **argv) {
+    /* --to: a render service instead of Slurm (cli/cmd_client.c) */
+    for (int i = 1; i < argc; i++)
+        if (!strcmp(argv[i], "--to") || !strncmp(argv[i], "--to=", 5)) return cmd_submit_to(argc, argv);
     static const struct option longopts[] = {{"out", required_argument, 0, 'o'},
                                              {"model", required_argument, 0, 'm'},
                                              {"nodes", required_argument, 0, OPT_NODES},

@@ -22,7 +22,11 @@ int cmd_submit(int argc, char **argv); /* cli/cmd_submit.c */
 
 static const struct subcommand subcommands[] = {
     {"render", cmd_render, "prompt or film file -> finished film (MP4/MKV/WebM/HDF5), with checkpoints and resume"},
-    {"submit", cmd_submit, "a film file -> a Slurm batch job on N nodes (checkpoint, requeue, resume); prints the job id"},
+    {"submit", cmd_submit, "a film file -> a Slurm batch job on N nodes, or with --to a render service; prints the job id"},
+    {"serve", cmd_serve, "the render service: model loaded once, a queue of films over ZeroMQ (docs/protocol.md)"},
+    {"status", cmd_status, "a render service's jobs, or one job's state and progress"},
+    {"watch", cmd_watch, "follow a job of a render service with a progress bar until it ends"},
+    {"cancel", cmd_cancel, "cancel a job of a render service (the running one keeps its checkpoint)"},
     {"dit-forward", cmd_dit_forward, "one DiT forward: latents, timesteps, context (HDF5) -> noise_pred (HDF5)"},
     {"encode-text", cmd_encode_text, "umT5 encoding of a prompt (and negative prompt) -> context (HDF5)"},
     {"vae-encode", cmd_vae_encode, "Wan VAE encoding: image, video or HDF5 pixels -> latents (HDF5)"},

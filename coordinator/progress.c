@@ -2,6 +2,7 @@
 #include "coordinator/progress.h"
 
 #include <math.h>
+#include <stdarg.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -39,39 +40,61 @@ static void fmt_duration(char *buf, size_t cap, double s) {
         snprintf(buf, cap, "%lds", t);
 }
 
-static void json_number(FILE *f, const char *key, double v) {
+struct jbuf {
+    char text[12288]; /* the fields plus a detail of up to PATH_MAX escaped bytes */
+    size_t len;
+};
+
+static void jb_printf(struct jbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void jb_printf(struct jbuf *b, const char *fmt, ...) {
+    if (b->len >= sizeof b->text) return;
+    va_list ap;
+    va_start(ap, fmt);
+    const int n = vsnprintf(b->text + b->len, sizeof b->text - b->len, fmt, ap);
+    va_end(ap);
+    b->len = n < 0 ? sizeof b->text : b->len + (size_t)n;
+}
+
+static void json_number(struct jbuf *b, const char *key, double v) {
     if (isfinite(v))
-        fprintf(f, ",\"%s\":%.6g", key, v);
+        jb_printf(b, ",\"%s\":%.6g", key, v);
     else
-        fprintf(f, ",\"%s\":null", key);
+        jb_printf(b, ",\"%s\":null", key);
 }
 
 static void emit_json(struct progress *p, const char *event, int64_t chunk, int64_t row, int64_t rows,
                       const char *detail) {
-    if (!p->json) return;
-    FILE *f = p->json_out;
+    if (!p->json && !p->hook) return;
+    struct jbuf b = {.len = 0};
     const double spr = s_per_row(p);
-    fprintf(f, "{\"event\":\"%s\",\"chunk\":%lld,\"chunks\":%lld", event, (long long)chunk, (long long)p->chunks);
-    if (rows > 0) fprintf(f, ",\"row\":%lld,\"rows\":%lld", (long long)row, (long long)rows);
-    fprintf(f, ",\"rows_done\":%lld,\"rows_total\":%lld", (long long)p->rows_done, (long long)p->rows_total);
-    json_number(f, "s_per_row", spr);
-    json_number(f, "eta_s", spr * (double)(p->rows_total - p->rows_done));
-    json_number(f, "elapsed_s", time_now() - p->t_start);
-    fprintf(f, ",\"frames_done\":%lld,\"frames_total\":%lld", (long long)p->frames_done, (long long)p->frames_total);
+    jb_printf(&b, "{\"event\":\"%s\",\"chunk\":%lld,\"chunks\":%lld", event, (long long)chunk, (long long)p->chunks);
+    if (rows > 0) jb_printf(&b, ",\"row\":%lld,\"rows\":%lld", (long long)row, (long long)rows);
+    jb_printf(&b, ",\"rows_done\":%lld,\"rows_total\":%lld", (long long)p->rows_done, (long long)p->rows_total);
+    json_number(&b, "s_per_row", spr);
+    json_number(&b, "eta_s", spr * (double)(p->rows_total - p->rows_done));
+    json_number(&b, "elapsed_s", time_now() - p->t_start);
+    jb_printf(&b, ",\"frames_done\":%lld,\"frames_total\":%lld", (long long)p->frames_done, (long long)p->frames_total);
     if (detail) {
-        fputs(",\"detail\":\"", f);
-        for (const char *c = detail; *c; c++) {
+        jb_printf(&b, ",\"detail\":\"");
+        /* a path; a longer detail would be cut short (the object stays valid JSON) */
+        for (const char *c = detail; *c && b.len < sizeof b.text - 16; c++) {
             if (*c == '"' || *c == '\\')
-                fprintf(f, "\\%c", *c);
+                jb_printf(&b, "\\%c", *c);
             else if ((unsigned char)*c < 0x20)
-                fprintf(f, "\\u%04x", *c);
+                jb_printf(&b, "\\u%04x", *c);
             else
-                fputc(*c, f);
+                jb_printf(&b, "%c", *c);
         }
-        fputc('"', f);
+        jb_printf(&b, "\"");
     }
-    fputs("}\n", f);
-    fflush(f);
+    jb_printf(&b, "}");
+    if (b.len >= sizeof b.text) return; /* cannot happen with the fields above */
+    if (p->json) {
+        fputs(b.text, p->json_out);
+        fputc('\n', p->json_out);
+        fflush(p->json_out);
+    }
+    if (p->hook) p->hook(p->hook_user, event, b.text);
 }
 
 static void draw_bar(struct progress *p, int64_t chunk, int64_t row, int64_t rows, bool force) {
@@ -98,6 +121,11 @@ static void draw_bar(struct progress *p, int64_t chunk, int64_t row, int64_t row
             p->tty ? "\033[K" : "\n");
     fflush(p->bar_out);
     p->bar_dirty = p->tty;
+}
+
+void progress_set_hook(struct progress *p, progress_hook_fn hook, void *user) {
+    p->hook = hook;
+    p->hook_user = user;
 }
 
 void progress_row(struct progress *p, int64_t chunk, int64_t row, int64_t rows) {

@@ -16,8 +16,14 @@
 #include <stdint.h>
 #include <stdio.h>
 
+/* Called with every event as one JSON object (the --progress-json line, without the newline). The render
+ * service (coordinator/service.h) publishes these on its PUB socket. */
+typedef void (*progress_hook_fn)(void *user, const char *event, const char *json);
+
 struct progress {
     bool bar, json, tty;
+    progress_hook_fn hook;
+    void *hook_user;
     FILE *bar_out, *json_out;
     int64_t chunks, rows_total, frames_total;
     int64_t rows_done, frames_done;  /* so far, resumed work included */
@@ -29,6 +35,8 @@ struct progress {
 /* quiet: no bar; json: JSON lines on stdout. rows_done / frames_done: work already done (a resume). */
 void progress_init(struct progress *p, bool quiet, bool json, int64_t chunks, int64_t rows_total,
                    int64_t frames_total, int64_t rows_done, int64_t frames_done);
+/* Also send every event to hook (NULL: none), whether or not JSON lines are printed. */
+void progress_set_hook(struct progress *p, progress_hook_fn hook, void *user);
 /* A row of chunk `chunk` (0-based) finished: `row` rows of `rows` are done in that chunk. */
 void progress_row(struct progress *p, int64_t chunk, int64_t row, int64_t rows);
 /* Frames written so far changed. */

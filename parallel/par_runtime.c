@@ -81,7 +81,9 @@ bool par_all_exited_alike(int rc, double timeout_s) {
         const struct timespec ts = {0, 1000000}; /* 1 ms: the other ranks may share this core */
         nanosleep(&ts, NULL);
     }
-    return done && all[0] == rc && -all[1] == rc; /* a request left pending ends with the job */
+    if (!done) return false; /* the request stays pending: the job is about to end */
+    MPI_Comm_free(&c);
+    return all[0] == rc && -all[1] == rc;
 }
 
 void par_barrier(void) {

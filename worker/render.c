@@ -120,12 +120,28 @@ struct rchunk {
     int64_t frames_before;   /* film frames before its first new frame */
 };
 
+/* The resident part of a render (worker.h): loaded once, then borrowed by every job. */
+struct render_models {
+    char model_dir[PATH_MAX];
+    char fingerprint[17];
+    struct exec_ctx ctx;
+    struct worker_par par;
+    bool par_open, lead, encoder, frames_here;
+    int encoder_rank;
+    struct wan_config dit_cfg;
+    struct wan_model *dit;   /* this rank's slice; NULL on the encoder rank */
+    struct wan_vae *vae;
+    struct tokenizer *tok;   /* NULL on the encoder rank */
+    struct umt5_model *te;
+};
+
 struct render {
     const struct render_options *o;
     struct render_settings *s;
     char model_dir[PATH_MAX], out[PATH_MAX], ckpt[PATH_MAX], frames_path[PATH_MAX + 16], latents_path[PATH_MAX + 16];
     char partial[PATH_MAX + 16];
     bool to_h5;
+    /* borrowed from the job's struct render_models */
     struct exec_ctx ctx;
     struct wan_model *dit;
     struct wan_vae *vae;
@@ -162,7 +178,7 @@ struct render {
      * computes its share of each DiT forward. The frames (VAE decode, the frame spool, the encoded
      * output) belong to the lead, or with --encoder-rank to the last world rank, which decodes chunk c
      * while the computing ranks denoise chunk c + 1. */
-    struct worker_par par;
+    struct worker_par *par;  /* the models' mesh */
     bool par_open, lead;
     bool encoder;            /* this rank is the encoder rank */
     int encoder_rank;        /* world rank of the encoder rank, -1: the lead decodes */
@@ -172,7 +188,7 @@ struct render {
     struct wan_config dit_cfg; /* the DiT's config (the encoder rank loads no DiT weights) */
 };
 
-static struct comm *compute(const struct render *r) { return r->par_open ? r->par.mesh.compute : NULL; }
+static struct comm *compute(const struct render *r) { return r->par_open ? r->par->mesh.compute : NULL; }
 
 /* The lead's n floats to every computing rank. */
 static void share(const struct render *r, float *buf, int64_t n) {
@@ -181,6 +197,7 @@ static void share(const struct render *r, float *buf, int64_t n) {
 
 /* The lead's decision to stop (a signal it received), the same on every rank. */
 static bool stop_requested(const struct render *r) {
+    if (!g_stop_signal && r->lead && r->o->stop && r->o->stop(r->o->stop_user)) g_stop_signal = SIGTERM;
     float stop = g_stop_signal ? (float)g_stop_signal : 0.0f;
     share(r, &stop, 1);
     if (stop != 0.0f && !g_stop_signal) g_stop_signal = (sig_atomic_t)stop;
@@ -332,7 +349,7 @@ static int build_plan(struct render *r) {
 
 /* Refuse, before any work, a sequence-parallel degree larger than a chunk's token count. */
 static int check_layout_fits(const struct render *r) {
-    const int sp = r->par_open ? r->par.mesh.layout.sp : 1;
+    const int sp = r->par_open ? r->par->mesh.layout.sp : 1;
     const struct wan_config *c = &r->dit_cfg;
     for (int64_t k = 0; k < r->n_ch; k++) {
         const int64_t tokens = r->ch[k].pc->latent_frames / c->patch[0] * (r->h / c->patch[1]) * (r->w / c->patch[2]);
@@ -347,48 +364,91 @@ static int check_layout_fits(const struct render *r) {
 
 /* ---- models and inputs ---- */
 
-static int load_models(struct render *r) {
+int render_models_load(struct render_models **out, const struct render_models_options *opt) {
+    *out = NULL;
     double t0 = time_now();
-    const int helpers = r->o->encoder_rank ? 1 : 0;
-    if (helpers && r->s->overlap_mode != OVERLAP_LATENT)
-        return err_set(ERR_INVALID_ARG, "--encoder-rank needs --overlap-mode latent: with pixel overlap the next chunk "
-                                        "starts from the decoded frames, so decoding cannot run beside the DiT");
-    TRY(worker_par_open(&r->par, &r->o->par, r->model_dir, r->s->guidance > 1.0, helpers, &r->dit));
-    r->par_open = true;
-    r->lead = worker_par_writer(&r->par);
-    r->encoder_rank = helpers ? r->par.mesh.world_size - 1 : -1;
-    r->encoder = helpers && r->par.mesh.world_rank == r->encoder_rank;
-    r->frames_here = helpers ? r->encoder : r->lead;
+    struct render_models *m = calloc(1, sizeof *m);
+    if (!m) return err_set(ERR_NOMEM, "out of memory");
+    const int helpers = opt->encoder_rank ? 1 : 0;
+    snprintf(m->model_dir, sizeof m->model_dir, "%s", opt->model_dir);
+    m->ctx = exec_ctx_cpu(opt->threads);
+    int rc = render_model_fingerprint(m->model_dir, m->fingerprint);
+    if (rc == ERR_OK) rc = worker_par_open(&m->par, &opt->par, m->model_dir, opt->guidance, helpers, &m->dit);
+    if (rc < 0) goto end;
+    m->par_open = true;
+    m->lead = worker_par_writer(&m->par);
+    m->encoder_rank = helpers ? m->par.mesh.world_size - 1 : -1;
+    m->encoder = helpers && m->par.mesh.world_rank == m->encoder_rank;
+    m->frames_here = helpers ? m->encoder : m->lead;
     struct wan_model_files files;
-    TRY(wan_model_locate(r->model_dir, &files));
-    int rc = wan_config_read(files.config_path, &r->dit_cfg);
-    wan_model_files_free(&files);
-    TRY(rc);
-    const struct wan_config *dc = &r->dit_cfg;
-    if (dc->in_channels != dc->out_channels)
-        return err_set(ERR_UNSUPPORTED, "%s: an image-to-video model (in_channels %lld); render needs a DF or T2V model",
-                       r->model_dir, (long long)dc->in_channels);
-    TRY(wan_vae_load(&r->vae, r->model_dir));
-    if (!r->encoder) {
-        TRY(tokenizer_open(&r->tok, r->model_dir, 0));
-        TRY(umt5_load(&r->te, r->model_dir));
-        if (r->te->cfg.d_model != dc->text_dim)
-            return err_set(ERR_FORMAT, "%s: the text encoder's d_model %lld does not match the DiT's text_dim %lld",
-                           r->model_dir, (long long)r->te->cfg.d_model, (long long)dc->text_dim);
+    rc = wan_model_locate(m->model_dir, &files);
+    if (rc == ERR_OK) {
+        rc = wan_config_read(files.config_path, &m->dit_cfg);
+        wan_model_files_free(&files);
     }
+    const struct wan_config *dc = &m->dit_cfg;
+    if (rc == ERR_OK && dc->in_channels != dc->out_channels)
+        rc = err_set(ERR_UNSUPPORTED, "%s: an image-to-video model (in_channels %lld); render needs a DF or T2V model",
+                     m->model_dir, (long long)dc->in_channels);
+    if (rc == ERR_OK) rc = wan_vae_load(&m->vae, m->model_dir);
+    if (rc == ERR_OK && !m->encoder) rc = tokenizer_open(&m->tok, m->model_dir, 0);
+    if (rc == ERR_OK && !m->encoder) rc = umt5_load(&m->te, m->model_dir);
+    if (rc == ERR_OK && m->te && m->te->cfg.d_model != dc->text_dim)
+        rc = err_set(ERR_FORMAT, "%s: the text encoder's d_model %lld does not match the DiT's text_dim %lld",
+                     m->model_dir, (long long)m->te->cfg.d_model, (long long)dc->text_dim);
+    if (rc == ERR_OK && m->vae->cfg.z_dim != dc->out_channels)
+        rc = err_set(ERR_FORMAT, "%s: the VAE has %lld latent channels, the DiT %lld", m->model_dir,
+                     (long long)m->vae->cfg.z_dim, (long long)dc->out_channels);
+end:
+    if (rc < 0) {
+        render_models_free(&m);
+        return rc;
+    }
+    if (m->lead) LOG_INFO("render: model %s loaded in %.1f s", m->model_dir, time_now() - t0);
+    *out = m;
+    return ERR_OK;
+}
+
+void render_models_free(struct render_models **mp) {
+    struct render_models *m = *mp;
+    if (!m) return;
+    wan_model_free(&m->dit);
+    wan_vae_free(&m->vae);
+    umt5_free(&m->te);
+    tokenizer_close(&m->tok);
+    if (m->par_open) worker_par_close(&m->par);
+    free(m);
+    *mp = NULL;
+}
+
+struct comm *render_models_world(const struct render_models *m) { return m->par.mesh.world; }
+
+const char *render_models_dir(const struct render_models *m) { return m->model_dir; }
+
+/* A job on resident models: borrow them and size the job's grids. */
+static int bind_models(struct render *r, struct render_models *m) {
+    if (strcmp(r->model_dir, m->model_dir) != 0)
+        return err_set(ERR_INVALID_ARG, "model %s: the loaded model is %s", r->model_dir, m->model_dir);
+    if (m->par.mesh.layout.cfg > 1 && r->s->guidance <= 1.0)
+        return err_set(ERR_INVALID_ARG, "--guidance %g: the loaded layout (%s) splits the two guidance passes; it "
+                                        "needs guidance > 1", r->s->guidance, m->par.layout);
+    r->ctx = m->ctx;
+    r->par = &m->par;
+    r->par_open = m->par_open, r->lead = m->lead, r->encoder = m->encoder, r->frames_here = m->frames_here;
+    r->encoder_rank = m->encoder_rank;
+    r->dit_cfg = m->dit_cfg;
+    r->dit = m->dit, r->vae = m->vae, r->tok = m->tok, r->te = m->te;
+    memcpy(r->fingerprint, m->fingerprint, sizeof r->fingerprint);
+    const struct wan_config *dc = &r->dit_cfg;
     const int sf = wan_vae_spatial_factor(&r->vae->cfg);
     r->W = r->s->width, r->H = r->s->height, r->h = r->H / sf, r->w = r->W / sf, r->z = r->vae->cfg.z_dim;
     r->lat_plane = r->h * r->w;
-    if (r->z != dc->out_channels)
-        return err_set(ERR_FORMAT, "%s: the VAE has %lld latent channels, the DiT %lld", r->model_dir, (long long)r->z,
-                       (long long)dc->out_channels);
     if (r->h % 2 || r->w % 2)
         return err_set(ERR_INVALID_ARG, "--resolution %lldx%lld: the latent grid %lldx%lld must be even (the DiT's 2x2 "
                                         "patches); use multiples of 16",
                        (long long)r->W, (long long)r->H, (long long)r->w, (long long)r->h);
     r->text_len = r->tok ? r->tok->text_len : 0;
     r->text_dim = dc->text_dim;
-    if (r->lead) LOG_INFO("render: model %s loaded in %.1f s", r->model_dir, time_now() - t0);
     return ERR_OK;
 }
 
@@ -748,15 +808,15 @@ struct enc_header {
 
 static void enc_send(const struct render *r, int64_t type, int64_t chunk, const float *data, int64_t floats) {
     const struct enc_header h = {type, chunk, floats};
-    comm_send(r->par.mesh.world, &h, sizeof h, r->encoder_rank, TAG_ENC_HEADER);
-    if (floats) comm_send(r->par.mesh.world, data, (size_t)floats * sizeof(float), r->encoder_rank, TAG_ENC_DATA);
+    comm_send(r->par->mesh.world, &h, sizeof h, r->encoder_rank, TAG_ENC_HEADER);
+    if (floats) comm_send(r->par->mesh.world, data, (size_t)floats * sizeof(float), r->encoder_rank, TAG_ENC_DATA);
 }
 
 /* Lead: wait until the encoder rank has written every frame sent so far; its count and hash. */
 static int enc_flush(struct render *r) {
     enc_send(r, ENC_FLUSH, 0, NULL, 0);
     int64_t reply[3];
-    comm_recv(r->par.mesh.world, reply, sizeof reply, r->encoder_rank, TAG_ENC_REPLY);
+    comm_recv(r->par->mesh.world, reply, sizeof reply, r->encoder_rank, TAG_ENC_REPLY);
     if (reply[2] < 0) return err_set((int)reply[2], "the encoder rank failed (see its error)");
     r->enc_frames = reply[0];
     r->enc_hash = (uint64_t)reply[1];
@@ -784,14 +844,14 @@ static int enc_serve(struct render *r) {
     int rc = ERR_OK;
     for (;;) {
         struct enc_header h;
-        comm_recv(r->par.mesh.world, &h, sizeof h, 0, TAG_ENC_HEADER);
+        comm_recv(r->par->mesh.world, &h, sizeof h, 0, TAG_ENC_HEADER);
         if (h.floats > cap) {
             free(buf);
             cap = h.floats;
             buf = malloc((size_t)cap * sizeof(float));
             CHECK(buf, "out of memory for %lld floats from the lead", (long long)cap);
         }
-        if (h.floats) comm_recv(r->par.mesh.world, buf, (size_t)h.floats * sizeof(float), 0, TAG_ENC_DATA);
+        if (h.floats) comm_recv(r->par->mesh.world, buf, (size_t)h.floats * sizeof(float), 0, TAG_ENC_DATA);
         if (h.type == ENC_CHUNK) {
             const double t0 = time_now();
             if (rc == ERR_OK) rc = decode_chunk(r, h.chunk, buf);
@@ -813,11 +873,11 @@ static int enc_serve(struct render *r) {
         } else if (h.type == ENC_FLUSH) {
             if (rc == ERR_OK) rc = render_spool_sync(&r->frames);
             const int64_t reply[3] = {r->frames.items, (int64_t)r->frames.hash, rc};
-            comm_send(r->par.mesh.world, reply, sizeof reply, 0, TAG_ENC_REPLY);
+            comm_send(r->par->mesh.world, reply, sizeof reply, 0, TAG_ENC_REPLY);
         } else if (h.type == ENC_FINISH) {
             if (rc == ERR_OK) rc = finish_frames(r);
             const int64_t reply[3] = {r->frames.items, (int64_t)r->frames.hash, rc};
-            comm_send(r->par.mesh.world, reply, sizeof reply, 0, TAG_ENC_REPLY);
+            comm_send(r->par->mesh.world, reply, sizeof reply, 0, TAG_ENC_REPLY);
             break;
         } else { /* ENC_STOP: the lead saved a checkpoint and stops */
             if (rc == ERR_OK) rc = render_spool_sync(&r->frames);
@@ -921,8 +981,8 @@ static int run_chunk(struct render *r, int64_t c, const struct render_ckpt *resu
     const struct df_sampling sp = {.steps = s->steps, .shift = s->shift, .guidance = s->guidance, .ar_step = s->ar_step,
                                    .causal_block_size = s->causal_block_size, .causal_attention = s->causal_attention,
                                    .addnoise_condition = s->addnoise_condition, .seed = s->seed, .chunk = c,
-                                   .fps = s->fps, .variant = UNIPC_UPSTREAM, .par = &r->par.dit,
-                                   .cfg = r->par.mesh.cfg};
+                                   .fps = s->fps, .variant = UNIPC_UPSTREAM, .par = &r->par->dit,
+                                   .cfg = r->par->mesh.cfg};
     if (rc == ERR_OK) rc = df_run_open(&run, r->dit, &r->ctx, &sp, &w);
     if (rc < 0) err_wrap("chunk %lld: ", (long long)c);
     if (rc == ERR_OK && resume && resume->next_row > 0) {
@@ -1135,10 +1195,6 @@ static void render_free(struct render *r) {
     free(r->texts);
     free(r->end_latent), free(r->noise0), free(r->ext), free(r->rgb), free(r->ring), free(r->prefix);
     free(r->settings_json), free(r->inputs_json);
-    wan_model_free(&r->dit);
-    wan_vae_free(&r->vae);
-    umt5_free(&r->te);
-    tokenizer_close(&r->tok);
 }
 
 static int start_outputs(struct render *r, bool resume, const struct render_ckpt *c) {
@@ -1180,7 +1236,10 @@ static void restore_signals(const struct sigaction old[2]) {
     sigaction(SIGTERM, &old[1], NULL);
 }
 
-int worker_render(const struct render_options *o, int *exit_signal) {
+/* One render: on the models m, or (m NULL) on models loaded here with `load` and freed at the end. */
+static int render_job(const struct render_options *o, struct render_models *m, const struct render_models_options *load,
+                      int *exit_signal) {
+    struct render_models *owned = NULL;
     struct render R;
     memset(&R, 0, sizeof R);
     struct render *r = &R;
@@ -1200,11 +1259,12 @@ int worker_render(const struct render_options *o, int *exit_signal) {
         rc = film_to_json(r->s, &r->settings_json);
     }
     if (rc == ERR_OK) rc = hash_inputs(r);
-    if (rc == ERR_OK) rc = render_model_fingerprint(r->model_dir, r->fingerprint);
-    if (rc == ERR_OK) {
-        r->ctx = exec_ctx_cpu(o->threads);
-        rc = load_models(r);
-    }
+    const bool encoder_rank = m ? m->encoder_rank >= 0 : load->encoder_rank;
+    if (rc == ERR_OK && encoder_rank && r->s->overlap_mode != OVERLAP_LATENT)
+        rc = err_set(ERR_INVALID_ARG, "--encoder-rank needs --overlap-mode latent: with pixel overlap the next chunk "
+                                      "starts from the decoded frames, so decoding cannot run beside the DiT");
+    if (rc == ERR_OK && !m) rc = render_models_load(&owned, load);
+    if (rc == ERR_OK) rc = bind_models(r, m ? m : owned);
     if (rc == ERR_OK) rc = load_conditioning(r);
     if (rc == ERR_OK) rc = build_plan(r);
     if (rc == ERR_OK) rc = check_layout_fits(r);
@@ -1225,6 +1285,7 @@ int worker_render(const struct render_options *o, int *exit_signal) {
     for (int64_t c = 0; c < start; c++) rows_before += r->ch[c].pc->rows;
     progress_init(&r->prog, o->quiet || !r->lead, o->progress_json && r->lead, r->n_ch, r->total_rows, r->total_frames,
                   rows_before + (resume ? ck.next_row : 0), resume ? ck.frames_done : 0);
+    if (o->progress_hook) progress_set_hook(&r->prog, o->progress_hook, o->progress_user);
     progress_event(&r->prog, "start", start, resume ? "resume" : "new");
     if (r->encoder) { /* the encoder rank: the film's frames, from what the lead sends */
         rc = resume ? restore_frames(r, &ck) : ERR_OK;
@@ -1285,7 +1346,7 @@ int worker_render(const struct render_options *o, int *exit_signal) {
     if (rc == ERR_OK && r->lead && r->encoder_rank >= 0) {
         enc_send(r, ENC_FINISH, 0, NULL, 0);
         int64_t reply[3];
-        comm_recv(r->par.mesh.world, reply, sizeof reply, r->encoder_rank, TAG_ENC_REPLY);
+        comm_recv(r->par->mesh.world, reply, sizeof reply, r->encoder_rank, TAG_ENC_REPLY);
         if (reply[2] < 0) rc = err_set((int)reply[2], "the encoder rank could not finish %s (see its error)", r->out);
     }
     if (rc == ERR_INTERRUPTED && r->lead && r->encoder_rank >= 0) enc_send(r, ENC_STOP, 0, NULL, 0);
@@ -1324,8 +1385,19 @@ end:
     }
     render_ckpt_free(&ck);
     render_free(r);
-    if (r->par_open) worker_par_close(&r->par);
+    render_models_free(&owned);
     return rc;
+}
+
+int worker_render(const struct render_options *o, int *exit_signal) {
+    const struct render_models_options load = {.model_dir = o->settings->model, .threads = o->threads, .par = o->par,
+                                               .guidance = o->settings->guidance > 1.0,
+                                               .encoder_rank = o->encoder_rank};
+    return render_job(o, NULL, &load, exit_signal);
+}
+
+int worker_render_with(struct render_models *m, const struct render_options *o, int *exit_signal) {
+    return render_job(o, m, NULL, exit_signal);
 }
 
 int worker_render_checkpoint_settings(const char *checkpoint, struct render_settings *s, char **noise_path,

@@ -10,6 +10,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "coordinator/progress.h"
 #include "parallel/mesh.h"
 
 #include "kernels/ops.h"
@@ -148,10 +149,36 @@ struct render_options {
     int threads;
     struct par_request par;     /* layout under mpirun/srun (all zero: automatic) */
     bool encoder_rank;          /* the last rank decodes and encodes beside the DiT (latent overlap) */
+    /* Embedding (the render service): asked by the lead at every row boundary; true stops the render there
+     * as SIGTERM does (checkpoint kept, ERR_INTERRUPTED, *exit_signal SIGTERM). NULL: signals only. */
+    bool (*stop)(void *user);
+    void *stop_user;
+    progress_hook_fn progress_hook; /* every progress event as JSON (the lead's), NULL: none */
+    void *progress_user;
 };
 /* reelfarm render: prompt or film file -> film (spec 6). *exit_signal gets the signal that stopped it (0 if
  * none); ERR_INTERRUPTED then means a checkpoint was written. */
 int worker_render(const struct render_options *opt, int *exit_signal);
+/* The resident half of a render: the process mesh and this rank's DiT slice, the VAE, the tokenizer and the
+ * text encoder, loaded once. worker_render loads them per call; the render service (cli/cmd_serve.c) loads
+ * them at start-up and renders job after job with worker_render_with. Under MPI every rank calls these
+ * collectively, with the same options. */
+struct render_models;
+struct render_models_options {
+    const char *model_dir;
+    int threads;                /* <= 0: all cores */
+    struct par_request par;     /* layout (all zero: automatic) */
+    bool guidance;              /* the jobs use guidance > 1 (the layout may split the two passes) */
+    bool encoder_rank;          /* the last rank decodes and encodes (jobs then need latent overlap) */
+};
+int render_models_load(struct render_models **m, const struct render_models_options *opt);
+void render_models_free(struct render_models **m);
+/* Every rank of the models' job (for the service's per-job broadcast). */
+struct comm *render_models_world(const struct render_models *m);
+const char *render_models_dir(const struct render_models *m);
+/* worker_render on models already loaded: opt->settings->model must be render_models_dir(m), and opt's
+ * threads, par and encoder_rank are ignored (the models' own apply). */
+int worker_render_with(struct render_models *m, const struct render_options *opt, int *exit_signal);
 /* The settings saved in a checkpoint, merged into s (flags already set in s win, and are then compared), and
  * its --noise and --save-latents paths where *noise_path / *latents_out are NULL (malloc'd). */
 int worker_render_checkpoint_settings(const char *checkpoint, struct render_settings *s, char **noise_path,
