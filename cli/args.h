@@ -66,5 +66,6 @@ int cmd_submit_to(int argc, char **argv); /* cli/cmd_client.c: `submit --to` (cm
 int cmd_status(int argc, char **argv);
 int cmd_watch(int argc, char **argv);
 int cmd_cancel(int argc, char **argv);
+int cmd_keygen(int argc, char **argv); /* cli/cmd_client.c: CURVE key pairs for the service */
 
 #endif /* REELFARM_CLI_ARGS_H */

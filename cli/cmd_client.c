@@ -1,10 +1,11 @@
 /* cli/cmd_client.c - the render service's clients (issue 9, docs/protocol.md): `reelfarm submit --to`,
- * `reelfarm status`, `reelfarm watch`, `reelfarm cancel`.
+ * `reelfarm status`, `reelfarm watch`, `reelfarm cancel`; and `reelfarm keygen` (CURVE key pairs).
  *
  * Each request is one REQ round trip on a fresh socket with a receive timeout (--timeout, default 10 s): a
  * server that is not there gives an error line naming the endpoint, never a hang. `watch` subscribes to the
  * server's PUB socket (its address comes in every reply) and also asks for the job's status every 2 s, so a
- * missed event (the PUB/SUB slow joiner) or a dead server cannot leave it waiting.
+ * missed event (the PUB/SUB slow joiner) or a dead server cannot leave it waiting. With --curve-secret and
+ * --server-key both sockets use CURVE; a refused handshake fails the command at once with the reason.
  */
 #include <cJSON.h>
 #include <getopt.h>
@@ -24,8 +25,30 @@
 #include "io/fs.h"
 #include "io/msg_socket.h"
 
-/* One request -> its reply object (ok true), or an error: no reply in time, or the server's error. */
-static int client_call(const char *ep, cJSON *req, double timeout_s, cJSON **reply) {
+/* CURVE flags shared by every client command. */
+#define CURVE_LONGOPTS {"curve-secret", required_argument, 0, OPT_CURVE_SECRET}, {"server-key", required_argument, 0, OPT_SERVER_KEY}
+#define CURVE_HELP                                                                                                    \
+    "  --curve-secret FILE       CURVE: this client's secret key (NAME.key from `reelfarm keygen`; its NAME.pub\n"    \
+    "                            must be in the server's --allow-dir)\n"                                               \
+    "  --server-key FILE         CURVE: the server's public key (the .pub of its --curve-secret)\n"
+
+enum { OPT_TO = 1100, OPT_TIMEOUT, OPT_OVERWRITE, OPT_JSON, OPT_CURVE_SECRET, OPT_SERVER_KEY };
+
+/* Both CURVE files or neither: *c filled, or NULL. */
+static int client_curve(const char *secret, const char *server_key, struct msock_curve *c, const struct msock_curve **out) {
+    *out = NULL;
+    if (!secret && !server_key) return ERR_OK;
+    if (!secret || !server_key)
+        return err_set(ERR_INVALID_ARG, "CURVE needs both --curve-secret FILE (this client's key) and --server-key FILE "
+                                        "(the server's .pub)");
+    TRY(msock_curve_load(c, secret, server_key));
+    *out = c;
+    return ERR_OK;
+}
+
+/* One request -> its reply object (ok true), or an error: no reply in time, a refused handshake, or the
+ * server's error. */
+static int client_call(const char *ep, const struct msock_curve *curve, cJSON *req, double timeout_s, cJSON **reply) {
     *reply = NULL;
     cJSON_AddNumberToObject(req, "v", SERVICE_PROTOCOL_VERSION);
     char *text = cJSON_PrintUnformatted(req);
@@ -35,12 +58,15 @@ static int client_call(const char *ep, cJSON *req, double timeout_s, cJSON **rep
     size_t len = 0;
     int parts = 0;
     const int ms = (int)(timeout_s * 1000);
-    int rc = msock_connect(&s, MSOCK_REQ, ep);
+    int rc = msock_connect(&s, MSOCK_REQ, ep, curve);
     if (rc == ERR_OK) rc = msock_send(s, text, strlen(text), ms);
     if (rc == ERR_OK) {
         const int got = msock_recv(s, &answer, &len, &parts, ms, SERVICE_REQUEST_HARD);
-        if (got == 0)
-            rc = err_set(ERR_IO, "%s: no reply within %g s; is `reelfarm serve --bind %s` running?", ep, timeout_s, ep);
+        if (got == MSOCK_REFUSED)
+            rc = err_set(ERR_IO, "%s: %s", ep, msock_refusal(s));
+        else if (got == 0)
+            rc = err_set(ERR_IO, "%s: no reply within %g s; is `reelfarm serve --bind %s` running%s?", ep, timeout_s, ep,
+                         curve ? " and does it allow this client's key" : "");
         else if (got == MSOCK_TOO_BIG)
             rc = err_set(ERR_FORMAT, "%s: a reply of %zu bytes, too large", ep, len);
         else if (got < 0)
@@ -119,9 +145,8 @@ static const char submit_to_help[] =
     "  --frames N  --steps N  --seed S  --resolution WxH|540p|720p   override the film's values\n"
     "  --overwrite               replace an existing output and start over an existing checkpoint\n"
     "  --timeout S               seconds to wait for the server's reply (default 10)\n"
+    CURVE_HELP
     "Exit status: 0 queued (job id on stdout), 1 refused or no server, 2 usage error.\n";
-
-enum { OPT_TO = 1100, OPT_TIMEOUT, OPT_OVERWRITE, OPT_JSON };
 
 int cmd_submit_to(int argc, char **argv) {
     static const struct option longopts[] = {
@@ -130,9 +155,12 @@ int cmd_submit_to(int argc, char **argv) {
         {"model", required_argument, 0, 'm'},         {"frames", required_argument, 0, 'n'},
         {"steps", required_argument, 0, 's'},         {"seed", required_argument, 0, 'e'},
         {"resolution", required_argument, 0, 'r'},    {"overwrite", no_argument, 0, OPT_OVERWRITE},
-        {"help", no_argument, 0, 'h'},                {0, 0, 0, 0}};
+        CURVE_LONGOPTS,                               {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0}};
     static const char cmd[] = "submit";
-    const char *to = NULL, *prompt = NULL, *out = NULL, *model = NULL, *res = NULL;
+    const char *to = NULL, *prompt = NULL, *out = NULL, *model = NULL, *res = NULL, *csec = NULL, *ckey = NULL;
+    struct msock_curve curve_keys;
+    const struct msock_curve *curve = NULL;
     int64_t frames = 0;
     int steps = 0;
     uint64_t seed = 0;
@@ -154,6 +182,8 @@ int cmd_submit_to(int argc, char **argv) {
         case 'e': rc = arg_u64("--seed", optarg, &seed), seed_given = true; break;
         case 'r': res = optarg, rc = arg_resolution("--resolution", optarg, &w, &h); break;
         case OPT_OVERWRITE: overwrite = true; break;
+        case OPT_CURVE_SECRET: csec = optarg; break;
+        case OPT_SERVER_KEY: ckey = optarg; break;
         case 'h': fputs(submit_to_help, stdout); return 0;
         case ':': return usage_error(cmd, "option '%s' needs a value", argv[optind - 1]);
         default: return usage_error(cmd, "unknown option '%s' (with --to; see 'reelfarm submit --to X --help')",
@@ -164,6 +194,8 @@ int cmd_submit_to(int argc, char **argv) {
     const char *film_path = optind < argc ? argv[optind++] : NULL;
     if (optind < argc) return usage_error(cmd, "unexpected argument '%s'", argv[optind]);
     if (!film_path && !prompt) return usage_error(cmd, "give a film file or --prompt TEXT");
+    if (!csec != !ckey) return usage_error(cmd, "CURVE needs both --curve-secret FILE and --server-key FILE");
+    if (client_curve(csec, ckey, &curve_keys, &curve) < 0) return run_error();
     char cwd[PATH_MAX];
     if (!getcwd(cwd, sizeof cwd)) snprintf(cwd, sizeof cwd, "/");
 
@@ -227,7 +259,7 @@ int cmd_submit_to(int argc, char **argv) {
         cJSON_AddStringToObject(req, "op", "submit");
         cJSON_AddItemToObject(req, "film", film), film = NULL;
         if (overwrite) cJSON_AddBoolToObject(req, "overwrite", true);
-        rc = client_call(to, req, timeout, &reply);
+        rc = client_call(to, curve, req, timeout, &reply);
     }
     int ret = 0;
     if (rc == ERR_OK) {
@@ -250,12 +282,15 @@ struct client_args {
     const char *to, *job;
     double timeout;
     bool json;
+    struct msock_curve curve_keys;
+    const struct msock_curve *curve; /* &curve_keys with CURVE, else NULL */
 };
 
 static int parse_client(const char *cmd, const char *help, int argc, char **argv, struct client_args *a, bool json_ok) {
     static const struct option longopts[] = {{"to", required_argument, 0, OPT_TO},
                                              {"timeout", required_argument, 0, OPT_TIMEOUT},
                                              {"json", no_argument, 0, OPT_JSON},
+                                             CURVE_LONGOPTS,
                                              {"help", no_argument, 0, 'h'},
                                              {0, 0, 0, 0}};
     memset(a, 0, sizeof *a);
@@ -263,15 +298,18 @@ static int parse_client(const char *cmd, const char *help, int argc, char **argv
     optind = 0;
     opterr = 0;
     int ch, rc = 0;
+    const char *csec = NULL, *ckey = NULL;
     while ((ch = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
         switch (ch) {
         case OPT_TO: a->to = optarg; break;
+        case OPT_CURVE_SECRET: csec = optarg; break;
+        case OPT_SERVER_KEY: ckey = optarg; break;
         case OPT_TIMEOUT: rc = arg_f64("--timeout", optarg, 0.01, 86400, &a->timeout); break;
         case OPT_JSON:
             if (!json_ok) return usage_error(cmd, "unknown option '--json'");
             a->json = true;
             break;
-        case 'h': fputs(help, stdout); return 1;
+        case 'h': fputs(help, stdout); return -1;
         case ':': return usage_error(cmd, "option '%s' needs a value", argv[optind - 1]);
         default: return usage_error(cmd, "unknown option '%s'", argv[optind - 1]);
         }
@@ -280,6 +318,8 @@ static int parse_client(const char *cmd, const char *help, int argc, char **argv
     if (optind < argc) a->job = argv[optind++];
     if (optind < argc) return usage_error(cmd, "unexpected argument '%s'", argv[optind]);
     if (!a->to) return usage_error(cmd, "give --to ENDPOINT (the service's --bind)");
+    if (!csec != !ckey) return usage_error(cmd, "CURVE needs both --curve-secret FILE and --server-key FILE");
+    if (client_curve(csec, ckey, &a->curve_keys, &a->curve) < 0) return run_error();
     return 0;
 }
 
@@ -300,16 +340,17 @@ static const char status_help[] =
     "Usage: reelfarm status --to ENDPOINT [JOB] [--json] [--timeout S]\n"
     "\n"
     "Asks a render service for one job's state and progress, or (without JOB) for every job it knows.\n"
-    "--json prints the server's reply (docs/protocol.md). Exit status: 0, 1 unknown job or no server.\n";
+    "--json prints the server's reply (docs/protocol.md). Exit status: 0, 1 unknown job or no server.\n"
+    CURVE_HELP;
 
 int cmd_status(int argc, char **argv) {
     struct client_args a;
     int rc = parse_client("status", status_help, argc, argv, &a, true);
-    if (rc) return rc == 1 ? 0 : rc;
+    if (rc) return rc < 0 ? 0 : rc; /* -1: --help */
     cJSON *req = cJSON_CreateObject(), *reply = NULL;
     cJSON_AddStringToObject(req, "op", a.job ? "status" : "list");
     if (a.job) cJSON_AddStringToObject(req, "job", a.job);
-    rc = client_call(a.to, req, a.timeout, &reply);
+    rc = client_call(a.to, a.curve, req, a.timeout, &reply);
     cJSON_Delete(req);
     if (rc < 0) return run_error();
     if (a.json) {
@@ -332,17 +373,18 @@ static const char cancel_help[] =
     "Usage: reelfarm cancel --to ENDPOINT JOB [--timeout S]\n"
     "\n"
     "Cancels a job: a queued job is dropped; the running one stops at the next denoising row boundary with\n"
-    "its checkpoint kept, so submitting the same film again resumes it. Exit status: 0, 1 refused or no server.\n";
+    "its checkpoint kept, so submitting the same film again resumes it. Exit status: 0, 1 refused or no server.\n"
+    CURVE_HELP;
 
 int cmd_cancel(int argc, char **argv) {
     struct client_args a;
     int rc = parse_client("cancel", cancel_help, argc, argv, &a, false);
-    if (rc) return rc == 1 ? 0 : rc;
+    if (rc) return rc < 0 ? 0 : rc; /* -1: --help */
     if (!a.job) return usage_error("cancel", "give the JOB id");
     cJSON *req = cJSON_CreateObject(), *reply = NULL;
     cJSON_AddStringToObject(req, "op", "cancel");
     cJSON_AddStringToObject(req, "job", a.job);
-    rc = client_call(a.to, req, a.timeout, &reply);
+    rc = client_call(a.to, a.curve, req, a.timeout, &reply);
     cJSON_Delete(req);
     if (rc < 0) return run_error();
     printf("%s %s\n", a.job, rstr(reply, "state") ? rstr(reply, "state") : "?");
@@ -354,7 +396,8 @@ static const char watch_help[] =
     "Usage: reelfarm watch --to ENDPOINT [JOB] [--timeout S]\n"
     "\n"
     "Follows a job's progress (the running one without JOB) with a progress bar on stderr until it ends.\n"
-    "Exit status: 0 the job is done, 1 it failed or was cancelled (or the server went away), 2 usage error.\n";
+    "Exit status: 0 the job is done, 1 it failed or was cancelled (or the server went away), 2 usage error.\n"
+    CURVE_HELP;
 
 static bool job_state_ends(const char *state) {
     return state && (!strcmp(state, "done") || !strcmp(state, "failed") || !strcmp(state, "cancelled"));
@@ -396,10 +439,10 @@ static int outcome(const char *job, const char *state, const char *output, const
 int cmd_watch(int argc, char **argv) {
     struct client_args a;
     int rc = parse_client("watch", watch_help, argc, argv, &a, false);
-    if (rc) return rc == 1 ? 0 : rc;
+    if (rc) return rc < 0 ? 0 : rc; /* -1: --help */
     cJSON *req = cJSON_CreateObject(), *reply = NULL;
     cJSON_AddStringToObject(req, "op", "status");
-    rc = client_call(a.to, req, a.timeout, &reply);
+    rc = client_call(a.to, a.curve, req, a.timeout, &reply);
     cJSON_Delete(req);
     if (rc < 0) return run_error();
     char job[64] = "", pub[PATH_MAX] = "";
@@ -410,8 +453,16 @@ int cmd_watch(int argc, char **argv) {
         err_set(ERR_INVALID_ARG, "%s: no job is running; give the JOB id", a.to);
         return run_error();
     }
+    if (!strncmp(pub, "tcp://0.0.0.0:", 14) || !strncmp(pub, "tcp://*:", 8)) { /* a wildcard bind: the --to host */
+        const char *port = strrchr(pub, ':'), *host_end = strrchr(a.to, ':');
+        char fixed[PATH_MAX];
+        if (port && host_end && !strncmp(a.to, "tcp://", 6)) {
+            snprintf(fixed, sizeof fixed, "%.*s%s", (int)(host_end - a.to), a.to, port);
+            snprintf(pub, sizeof pub, "%s", fixed);
+        }
+    }
     struct msock *sub = NULL;
-    if (msock_connect(&sub, MSOCK_SUB, pub) < 0) return run_error();
+    if (msock_connect(&sub, MSOCK_SUB, pub, a.curve) < 0) return run_error();
     const bool tty = isatty(fileno(stderr)) == 1;
     double last_draw = -1e30, last_poll = -1e30;
     int ret = -1;
@@ -422,7 +473,7 @@ int cmd_watch(int argc, char **argv) {
             req = cJSON_CreateObject();
             cJSON_AddStringToObject(req, "op", "status");
             cJSON_AddStringToObject(req, "job", job);
-            rc = client_call(a.to, req, a.timeout, &reply);
+            rc = client_call(a.to, a.curve, req, a.timeout, &reply);
             cJSON_Delete(req);
             if (rc < 0) {
                 if (drawn && tty) fputc('\n', stderr);
@@ -457,4 +508,46 @@ int cmd_watch(int argc, char **argv) {
     }
     msock_close(&sub);
     return ret;
+}
+
+/* ---- keygen ---- */
+
+static const char keygen_help[] =
+    "Usage: reelfarm keygen --out NAME [--force]\n"
+    "\n"
+    "Writes a CURVE key pair for the render service (docs/protocol.md, Security): NAME.key, the secret key\n"
+    "(mode 0600; never copy it off the machine that uses it), and NAME.pub, the public key (Z85 text).\n"
+    "A server uses its NAME.key as `serve --curve-secret` and gives NAME.pub to its clients (--server-key);\n"
+    "a client uses its NAME.key as --curve-secret and its NAME.pub goes into the server's --allow-dir.\n"
+    "\n"
+    "  --out NAME                the files' base name (NAME.key and NAME.pub)\n"
+    "  --force                   replace existing key files\n";
+
+int cmd_keygen(int argc, char **argv) {
+    static const struct option longopts[] = {{"out", required_argument, 0, 'o'},
+                                             {"force", no_argument, 0, 'f'},
+                                             {"help", no_argument, 0, 'h'},
+                                             {0, 0, 0, 0}};
+    static const char cmd[] = "keygen";
+    const char *out = NULL;
+    bool force = false;
+    optind = 0;
+    opterr = 0;
+    int ch;
+    while ((ch = getopt_long(argc, argv, ":ho:", longopts, NULL)) != -1) {
+        switch (ch) {
+        case 'o': out = optarg; break;
+        case 'f': force = true; break;
+        case 'h': fputs(keygen_help, stdout); return 0;
+        case ':': return usage_error(cmd, "option '%s' needs a value", argv[optind - 1]);
+        default: return usage_error(cmd, "unknown option '%s'", argv[optind - 1]);
+        }
+    }
+    if (optind < argc) return usage_error(cmd, "unexpected argument '%s'", argv[optind]);
+    if (!out || !out[0]) return usage_error(cmd, "give --out NAME (writes NAME.key and NAME.pub)");
+    char pub[MSOCK_KEY_LEN + 1];
+    if (msock_key_write(out, force, pub) < 0) return run_error();
+    printf("%s\n", pub);
+    fprintf(stderr, "reelfarm keygen: wrote %s.key (secret, mode 0600) and %s.pub (public key %s)\n", out, out, pub);
+    return 0;
 }

@@ -20,7 +20,9 @@
 #include "core/comm.h"
 #include "core/error.h"
 #include "core/log.h"
+#include "core/timer.h"
 #include "io/fs.h"
+#include "io/msg_socket.h"
 #include "parallel/par_runtime.h"
 #include "worker/worker.h"
 
@@ -34,8 +36,12 @@ static const char serve_help[] =
     "Clients: reelfarm submit FILM.json --to ENDPOINT, reelfarm status|watch|cancel --to ENDPOINT.\n"
     "\n"
     "  --bind EP                 request socket (REP): tcp://127.0.0.1:PORT, tcp://[::1]:PORT or ipc://PATH;\n"
-    "                            other addresses are refused until CURVE authentication exists\n"
+    "                            any other address (tcp://0.0.0.0:PORT) only with CURVE (below)\n"
     "  --pub EP                  event socket (PUB), same rules (default: the --bind port + 1)\n"
+    "  --curve-secret FILE       CURVE: the server's secret key (NAME.key from `reelfarm keygen`); both sockets\n"
+    "                            then encrypt and authenticate; give clients NAME.pub (their --server-key)\n"
+    "  --allow-dir DIR           CURVE: the clients allowed to connect, one NAME.pub each; others are refused\n"
+    "                            and logged\n"
     "  --state-dir DIR           the journal (journal.json); created if missing\n"
     "  --model DIR               the model every job renders with (default: the built-in tiny model; films\n"
     "                            without settings then get render's small defaults)\n"
@@ -48,7 +54,7 @@ static const char serve_help[] =
     "request) stop the running job at the next row boundary with its checkpoint kept, and exit 0.\n";
 
 enum { SERVE_JOB = 1, SERVE_QUIT = 2 };
-enum { OPT_BIND = 1000, OPT_PUB, OPT_STATE, OPT_CKPT_EVERY, OPT_ENCODER_RANK };
+enum { OPT_BIND = 1000, OPT_PUB, OPT_STATE, OPT_CKPT_EVERY, OPT_ENCODER_RANK, OPT_CURVE_SECRET, OPT_ALLOW_DIR };
 
 struct serve {
     struct render_models *models;
@@ -141,13 +147,16 @@ int cmd_serve(int argc, char **argv) {
         {"state-dir", required_argument, 0, OPT_STATE}, {"model", required_argument, 0, 'm'},
         {"checkpoint-every", required_argument, 0, OPT_CKPT_EVERY},
         {"threads", required_argument, 0, 't'},         {"encoder-rank", no_argument, 0, OPT_ENCODER_RANK},
+        {"curve-secret", required_argument, 0, OPT_CURVE_SECRET},
+        {"allow-dir", required_argument, 0, OPT_ALLOW_DIR},
         {"help", no_argument, 0, 'h'},                  ARG_PARALLEL_LONGOPTS,
         {0, 0, 0, 0}};
     static const char cmd[] = "serve";
     struct serve sv = {0};
     struct render_models_options mo = {.guidance = true};
     struct service_options so = {0};
-    const char *model = NULL;
+    const char *model = NULL, *curve_secret = NULL;
+    struct msock_curve curve;
     int64_t every = 0;
     optind = 0;
     opterr = 0;
@@ -165,6 +174,8 @@ int cmd_serve(int argc, char **argv) {
         case OPT_CKPT_EVERY: rc = arg_i64("--checkpoint-every", optarg, 0, 1 << 30, &every); break;
         case 't': rc = arg_int("--threads", optarg, 1, 4096, &mo.threads); break;
         case OPT_ENCODER_RANK: mo.encoder_rank = true; break;
+        case OPT_CURVE_SECRET: curve_secret = optarg; break;
+        case OPT_ALLOW_DIR: so.allow_dir = optarg; break;
         case 'h': fputs(serve_help, stdout); return 0;
         case ':': return usage_error(cmd, "option '%s' needs a value", argv[optind - 1]);
         default: return usage_error(cmd, "unknown option '%s'", argv[optind - 1]);
@@ -174,8 +185,17 @@ int cmd_serve(int argc, char **argv) {
     if (optind < argc) return usage_error(cmd, "unexpected argument '%s'", argv[optind]);
     if (!so.bind) return usage_error(cmd, "give --bind ENDPOINT (e.g. tcp://127.0.0.1:5590)");
     if (!so.state_dir) return usage_error(cmd, "give --state-dir DIR (where the queue's journal is kept)");
-    if (service_check_endpoint("--bind", so.bind) < 0 || (so.pub && service_check_endpoint("--pub", so.pub) < 0))
+    if (!curve_secret != !so.allow_dir)
+        return usage_error(cmd, "CURVE needs both --curve-secret FILE (the server's key) and --allow-dir DIR (the "
+                                "allowed clients' .pub files)");
+    const bool use_curve = curve_secret != NULL;
+    if (service_check_endpoint("--bind", so.bind, use_curve) < 0 ||
+        (so.pub && service_check_endpoint("--pub", so.pub, use_curve) < 0))
         return usage_error(cmd, "%s", err_message());
+    if (use_curve) { /* every rank checks (cheap): a bad key file fails before the model is loaded */
+        if (msock_curve_load(&curve, curve_secret, NULL) < 0) return run_error();
+        so.curve = &curve;
+    }
     sv.checkpoint_every = (int)every;
     if (model) {
         if (!realpath(model, sv.model_dir)) {
@@ -190,8 +210,10 @@ int cmd_serve(int argc, char **argv) {
                             "(its videos are random noise)\n");
     }
     mo.model_dir = sv.model_dir;
+    const double t_load = time_now();
     rc = render_models_load(&sv.models, &mo);
     if (rc < 0) return run_error();
+    so.load_s = time_now() - t_load; /* reported by status: jobs reuse these models */
     so.model_dir = sv.model_dir;
     int ret = 0;
     if (par_rank() == 0) {
@@ -204,5 +226,6 @@ int cmd_serve(int argc, char **argv) {
         follow(&sv);
     }
     render_models_free(&sv.models);
+    if (use_curve) memset(&curve, 0, sizeof curve);
     return ret;
 }

@@ -27,6 +27,7 @@ static const struct subcommand subcommands[] = {
     {"status", cmd_status, "a render service's jobs, or one job's state and progress"},
     {"watch", cmd_watch, "follow a job of a render service with a progress bar until it ends"},
     {"cancel", cmd_cancel, "cancel a job of a render service (the running one keeps its checkpoint)"},
+    {"keygen", cmd_keygen, "a CURVE key pair (NAME.key, NAME.pub) for a render service and its clients"},
     {"dit-forward", cmd_dit_forward, "one DiT forward: latents, timesteps, context (HDF5) -> noise_pred (HDF5)"},
     {"encode-text", cmd_encode_text, "umT5 encoding of a prompt (and negative prompt) -> context (HDF5)"},
     {"vae-encode", cmd_vae_encode, "Wan VAE encoding: image, video or HDF5 pixels -> latents (HDF5)"},

@@ -58,15 +58,17 @@ static volatile sig_atomic_t g_service_signal;
 
 static void on_service_signal(int sig) { g_service_signal = sig; }
 
+
 /* ---- endpoints ---- */
 
-int service_check_endpoint(const char *flag, const char *ep) {
+int service_check_endpoint(const char *flag, const char *ep, bool curve) {
     if (strncmp(ep, "tcp://", 6) != 0 && strncmp(ep, "ipc://", 6) != 0)
         return err_set(ERR_INVALID_ARG, "%s %s: expected tcp://HOST:PORT or ipc://PATH", flag, ep);
-    if (!msock_endpoint_is_local(ep))
-        return err_set(ERR_INVALID_ARG, "%s %s: the service listens on loopback only (tcp://127.0.0.1:PORT, "
-                                        "tcp://[::1]:PORT or ipc://PATH) until CURVE authentication is configured; "
-                                        "reach it from other machines through an SSH tunnel", flag, ep);
+    if (!curve && !msock_endpoint_is_local(ep))
+        return err_set(ERR_INVALID_ARG, "%s %s: without CURVE authentication the service listens on loopback only "
+                                        "(tcp://127.0.0.1:PORT, tcp://[::1]:PORT or ipc://PATH); give --curve-secret "
+                                        "FILE --allow-dir DIR (reelfarm keygen) or reach it through an SSH tunnel",
+                       flag, ep);
     return ERR_OK;
 }
 
@@ -415,6 +417,7 @@ static char *op_status(struct service *sv, const cJSON *req, bool list) {
     }
     cJSON_AddStringToObject(r, "model", sv->opt->model_dir);
     if (sv->opt->layout) cJSON_AddStringToObject(r, "layout", sv->opt->layout);
+    cJSON_AddNumberToObject(r, "model_load_s", sv->opt->load_s);
     if (sv->running)
         cJSON_AddStringToObject(r, "running", sv->running->id);
     else
@@ -553,15 +556,24 @@ int service_run(const struct service_options *opt, service_run_fn run, void *use
     sv->next_id = 1;
     pthread_mutex_init(&sv->lock, NULL);
     pthread_cond_init(&sv->wake, NULL);
-    int rc = service_check_endpoint("--bind", opt->bind);
+    const bool curve = opt->curve != NULL;
+    struct msock_auth *auth = NULL;
+    int rc = service_check_endpoint("--bind", opt->bind, curve);
     if (rc == ERR_OK && opt->pub) snprintf(sv->pub_ep, sizeof sv->pub_ep, "%s", opt->pub);
     if (rc == ERR_OK && !opt->pub) rc = service_default_pub(opt->bind, sv->pub_ep, sizeof sv->pub_ep);
-    if (rc == ERR_OK) rc = service_check_endpoint("--pub", sv->pub_ep);
+    if (rc == ERR_OK) rc = service_check_endpoint("--pub", sv->pub_ep, curve);
+    if (rc == ERR_OK && curve && !opt->allow_dir) rc = err_set(ERR_INVALID_ARG, "CURVE needs --allow-dir DIR");
     if (rc == ERR_OK) rc = fs_mkdir_p(opt->state_dir);
     if (rc == ERR_OK) rc = fs_join(sv->journal, sizeof sv->journal, opt->state_dir, "journal.json");
     if (rc == ERR_OK) rc = journal_read(sv);
-    if (rc == ERR_OK) rc = msock_bind(&sv->rep, MSOCK_REP, opt->bind, SERVICE_REQUEST_HARD);
-    if (rc == ERR_OK) rc = msock_bind(&sv->pub, MSOCK_PUB, sv->pub_ep, 0);
+    if (rc == ERR_OK && curve) { /* the ZAP handler first: a CURVE socket without one accepts any client key */
+        rc = msock_auth_start(&auth, opt->allow_dir);
+        if (rc == ERR_OK)
+            LOG_INFO("service: CURVE on: server key %s, %d allowed client key%s from %s", opt->curve->public_key,
+                     msock_auth_keys(auth), msock_auth_keys(auth) == 1 ? "" : "s", opt->allow_dir);
+    }
+    if (rc == ERR_OK) rc = msock_bind(&sv->rep, MSOCK_REP, opt->bind, SERVICE_REQUEST_HARD, opt->curve);
+    if (rc == ERR_OK) rc = msock_bind(&sv->pub, MSOCK_PUB, sv->pub_ep, 0, opt->curve);
     pthread_t net;
     bool net_started = false;
     struct sigaction sa, old[2];
@@ -579,8 +591,8 @@ int service_run(const struct service_options *opt, service_run_fn run, void *use
             net_started = true;
     }
     if (rc == ERR_OK)
-        LOG_INFO("service: ready: requests on %s, events on %s, model %s, state %s", opt->bind, sv->pub_ep,
-                 opt->model_dir, opt->state_dir);
+        LOG_INFO("service: ready: requests on %s, events on %s, model %s (loaded in %.3f s), state %s", opt->bind,
+                 sv->pub_ep, opt->model_dir, opt->load_s, opt->state_dir);
     const struct service_hooks hooks = {.stop = stop_hook, .stop_user = sv, .progress = on_progress,
                                         .progress_user = sv};
     pthread_mutex_lock(&sv->lock);
@@ -636,6 +648,7 @@ int service_run(const struct service_options *opt, service_run_fn run, void *use
     sigaction(SIGTERM, &old[1], NULL);
     msock_close(&sv->rep);
     msock_close(&sv->pub);
+    msock_auth_stop(&auth);
     for (int i = 0; i < sv->n_jobs; i++) job_free(sv->jobs[i]);
     free(sv->jobs);
     pthread_cond_destroy(&sv->wake);

@@ -46,17 +46,24 @@ struct service_hooks {
  * signal; its checkpoint was kept), or another negative err_code with err_message() (failed). */
 typedef int (*service_run_fn)(void *user, const struct service_job *job, const struct service_hooks *hooks);
 
+struct msock_curve; /* io/msg_socket.h */
+
 struct service_options {
     const char *bind;      /* REP endpoint, e.g. tcp://127.0.0.1:5590 */
     const char *pub;       /* PUB endpoint; NULL: the bind port + 1 */
     const char *state_dir; /* journal.json lives here (created if missing) */
     const char *model_dir; /* the loaded model (reported by status; films naming another are refused) */
     const char *layout;    /* e.g. "cfg 2 x sp 1 x tp 1 on 2 ranks" (reported by status) */
+    double load_s;         /* seconds the model took to load at start-up (reported by status) */
     void (*idle)(void *user); /* called about every 200 ms between jobs (MPI: heartbeats), NULL: none */
+    /* CURVE (docs/protocol.md "Security"): the server's key pair, and the folder of allowed clients' .pub
+     * files; both sockets then authenticate and encrypt. NULL: none (loopback and ipc:// only). */
+    const struct msock_curve *curve;
+    const char *allow_dir;
 };
 
-/* Refuse endpoints other machines could reach (no CURVE yet): ERR_INVALID_ARG naming the flag. */
-int service_check_endpoint(const char *flag, const char *endpoint);
+/* Refuse endpoints other machines could reach unless CURVE is on: ERR_INVALID_ARG naming the flag. */
+int service_check_endpoint(const char *flag, const char *endpoint, bool curve);
 /* The default PUB endpoint for a tcp:// REP endpoint: the same host, port + 1 (ipc: PATH.pub). */
 int service_default_pub(const char *bind, char *out, size_t cap);
 

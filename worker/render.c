@@ -55,7 +55,15 @@
 
 static volatile sig_atomic_t g_stop_signal;
 
-static void on_stop_signal(int sig) { g_stop_signal = sig; }
+/* The handlers a render replaced (a process that renders many jobs, `reelfarm serve`, has its own). */
+static struct sigaction g_outer_handler[2];
+
+static void on_stop_signal(int sig) {
+    g_stop_signal = sig;
+    const struct sigaction *outer = &g_outer_handler[sig == SIGINT ? 0 : 1];
+    if (!(outer->sa_flags & SA_SIGINFO) && outer->sa_handler != SIG_DFL && outer->sa_handler != SIG_IGN)
+        outer->sa_handler(sig); /* pass it on: the server also stops after this job's checkpoint */
+}
 
 /* REELFARM_TEST_INTERRUPT=point:n[:TERM|INT] stops the process at the n-th time it reaches `point`
  * ("mid-row", "row", "decode", "chunk"): SIGKILL by default (no chance to save anything), or the named
@@ -1229,6 +1237,8 @@ static void install_signals(struct sigaction old[2]) {
     g_stop_signal = 0;
     sigaction(SIGINT, &sa, &old[0]);
     sigaction(SIGTERM, &sa, &old[1]);
+    g_outer_handler[0] = old[0];
+    g_outer_handler[1] = old[1];
 }
 
 static void restore_signals(const struct sigaction old[2]) {

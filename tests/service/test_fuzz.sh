@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# tests/service/test_fuzz.sh - the render service under malformed input (issue 9): tests/service/zfuzz sends a
+# bounded stream (3000 messages or 20 s) of random bytes, truncated and mutated requests, random multi-frame
+# messages, messages without the REQ envelope, huge frames, deep nesting, wrong-typed JSON and raw TCP garbage
+# to the request socket. Every reply must be a service reply, the server must stay alive, and afterwards a
+# normal status request (zfuzz's own and `reelfarm status`) must succeed.
+# Usage: test_fuzz.sh path/to/reelfarm path/to/zfuzz [count] [seconds]
+set -uo pipefail
+BIN=$(realpath "$1")
+ZFUZZ=$(realpath "$2")
+COUNT=${3:-3000}
+SECONDS_MAX=${4:-20}
+T=$(mktemp -d /tmp/reelfarm-fuzz-test.XXXXXX)
+SERVER_PID=
+cleanup() {
+  if [[ -n "$SERVER_PID" ]]; then kill -9 "$SERVER_PID" 2>/dev/null; wait "$SERVER_PID" 2>/dev/null; fi
+  rm -rf "$T"
+}
+trap cleanup EXIT
+export XDG_CACHE_HOME=$T/cache OMP_WAIT_POLICY=passive REELFARM_LOG_LEVEL=info
+fail=0
+bad() { echo "FAIL: $*" >&2; fail=$((fail + 1)); }
+
+"$BIN" make-tiny-model "$T/model" --fps-embedding >/dev/null || { echo "cannot make the tiny model" >&2; exit 1; }
+LOG=$T/server.log
+for try in 1 2 3 4 5; do
+  PORT=$((20000 + RANDOM % 30000))
+  EP=tcp://127.0.0.1:$PORT
+  "$BIN" serve --bind "$EP" --state-dir "$T/state" --model "$T/model" --threads 1 >>"$LOG" 2>&1 &
+  SERVER_PID=$!
+  for _ in $(seq 50); do
+    "$BIN" status --to "$EP" --timeout 0.5 >/dev/null 2>&1 && break 2
+    kill -0 "$SERVER_PID" 2>/dev/null || break
+    sleep 0.1
+  done
+  kill -9 "$SERVER_PID" 2>/dev/null; wait "$SERVER_PID" 2>/dev/null; SERVER_PID=
+done
+[[ -n "$SERVER_PID" ]] || { echo "cannot start the server: $(tail -3 "$LOG")" >&2; exit 1; }
+
+timeout $((SECONDS_MAX + 30)) "$ZFUZZ" "$EP" --count "$COUNT" --seconds "$SECONDS_MAX" --seed "${ZFUZZ_SEED:-1}"
+rc=$?
+[[ $rc -eq 0 ]] || bad "zfuzz exited $rc (a bad reply, or the final status request failed)"
+kill -0 "$SERVER_PID" 2>/dev/null || bad "the server died: $(tail -5 "$LOG")"
+out=$("$BIN" status --to "$EP" --timeout 5 2>&1)
+[[ $? -eq 0 ]] && grep -q "running none; 0 queued" <<<"$out" || bad "status after the fuzz: $out"
+if grep -q "job .* queued" "$LOG"; then bad "a fuzzed submit was queued: $(grep 'queued' "$LOG" | head -3)"; fi
+kill -TERM "$SERVER_PID"; wait "$SERVER_PID"; rc=$?; SERVER_PID=
+[[ $rc -eq 0 ]] || bad "SIGTERM after the fuzz: the server exited $rc"
+echo "test_fuzz: $([[ $fail -eq 0 ]] && echo passed || echo "$fail failed")"
+[[ $fail -eq 0 ]]

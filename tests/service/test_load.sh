@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# tests/service/test_load.sh - the render service answers a burst of status requests while a job renders
+# (issue 9): 5000 status requests from 2 threads (tests/service/zload) during a render on the tiny model,
+# none may fail or time out (5 s); and a second job starts on the resident model (no second model load), its
+# first row event arriving after the submit. Prints the latency percentiles and the timings it measured
+# (docs/benchmarks.md "Render service" has figures); asserts no latency bound (machines differ).
+# Usage: test_load.sh path/to/reelfarm path/to/zload [requests]
+set -uo pipefail
+BIN=$(realpath "$1")
+ZLOAD=$(realpath "$2")
+N=${3:-5000}
+T=$(mktemp -d /tmp/reelfarm-load-test.XXXXXX)
+SERVER_PID=
+cleanup() {
+  if [[ -n "$SERVER_PID" ]]; then kill -9 "$SERVER_PID" 2>/dev/null; wait "$SERVER_PID" 2>/dev/null; fi
+  rm -rf "$T"
+}
+trap cleanup EXIT
+export XDG_CACHE_HOME=$T/cache OMP_WAIT_POLICY=passive REELFARM_LOG_LEVEL=info
+fail=0
+bad() { echo "FAIL: $*" >&2; fail=$((fail + 1)); }
+
+"$BIN" make-tiny-model "$T/model" --fps-embedding >/dev/null || { echo "cannot make the tiny model" >&2; exit 1; }
+LOG=$T/server.log
+for try in 1 2 3 4 5; do
+  PORT=$((20000 + RANDOM % 30000))
+  EP=tcp://127.0.0.1:$PORT
+  "$BIN" serve --bind "$EP" --state-dir "$T/state" --model "$T/model" --threads 1 >>"$LOG" 2>&1 &
+  SERVER_PID=$!
+  for _ in $(seq 100); do
+    "$BIN" status --to "$EP" --timeout 0.5 >/dev/null 2>&1 && break 2
+    kill -0 "$SERVER_PID" 2>/dev/null || break
+    sleep 0.05
+  done
+  kill -9 "$SERVER_PID" 2>/dev/null; wait "$SERVER_PID" 2>/dev/null; SERVER_PID=
+done
+[[ -n "$SERVER_PID" ]] || { echo "cannot start the server: $(tail -3 "$LOG")" >&2; exit 1; }
+film() { # name steps frames -> a submit request
+  printf '{"v":1,"op":"submit","film":{"resolution":"64x64","steps":%s,"base_frames":9,"overlap":5,"frames":%s,"prompt":"a lighthouse at dawn","seed":7,"output":"%s"}}' \
+    "$2" "$3" "$T/$1.h5"
+}
+out=$("$ZLOAD" "$EP" --requests 0 --submit "$(film j1 3 17)" --wait-row 60) || bad "the first job: $out"
+echo "$out"
+"$BIN" watch --to "$EP" j1 >/dev/null 2>&1 || bad "the first job did not finish"
+out=$("$ZLOAD" "$EP" --requests "$N" --threads 2 --submit "$(film j2 10 201)" --wait-row 60)
+rc=$?
+echo "$out"
+[[ $rc -eq 0 ]] || bad "zload: rc $rc"
+grep -q "$N status requests .* 0 failed" <<<"$out" || bad "status requests failed under load"
+grep -q "running job at the end: j2" <<<"$out" || echo "note: the job ended before the load did (a fast machine): the latencies were not all taken during a render"
+[[ $(grep -c "render: model .* loaded in" "$LOG") -eq 1 ]] || bad "the model was loaded more than once"
+grep -q "job j2 started (model resident" "$LOG" || bad "the second job did not start on the resident model"
+"$BIN" status --to "$EP" --json | grep -o '"model_load_s":[0-9.e-]*'
+"$BIN" cancel --to "$EP" j2 >/dev/null 2>&1
+# a SIGTERM right after the cancel, while the render is stopping: the render's handler hands it on to the
+# server's, which must exit 0 within a bounded time (docs/protocol.md "shutdown")
+kill -TERM "$SERVER_PID"
+for _ in $(seq 300); do kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.1; done
+kill -0 "$SERVER_PID" 2>/dev/null && { bad "SIGTERM during a cancel: the server is still running after 30 s"; kill -KILL "$SERVER_PID"; }
+wait "$SERVER_PID"; rc=$?; SERVER_PID=
+[[ $rc -eq 0 ]] || bad "SIGTERM: the server exited $rc"
+echo "test_load: $([[ $fail -eq 0 ]] && echo passed || echo "$fail failed")"
+[[ $fail -eq 0 ]]
