@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # tests/service/test_service.sh - the render service end to end on real loopback sockets (issue 9,
 # docs/protocol.md): submit -> watch -> a finished MP4 on the tiny model; two queued jobs on one model load;
-# cancel then resubmit resumes to a film equal to an uninterrupted one; a server stopped mid-job and
-# restarted resumes the job from its journal; malformed, oversized and multi-frame requests get error
-# replies while the server stays up; non-loopback endpoints are refused; clients of a dead server fail
+# cancel then resubmit resumes to a film equal to an uninterrupted one; a server stopped mid-job (SIGTERM)
+# or killed (SIGKILL) and restarted resumes the job from its journal to the same film; malformed, oversized
+# and multi-frame requests get error replies while the server stays up; non-loopback endpoints are refused; clients of a dead server fail
 # with a clear error within their timeout.
 # Usage: test_service.sh path/to/reelfarm path/to/zreq
 set -uo pipefail
@@ -191,6 +191,25 @@ check '[[ $rc -eq 0 ]]' "the queued job did not finish after the restart"
 check '"$BIN" status --to "$EP" "$jr" | grep -q " done "' "the interrupted job is not done after the restart"
 check 'grep -q "job $jr resumes from" "$LOG"' "the interrupted job did not resume from its checkpoint"
 check 'h5diff -q "$T/r.h5" "$T/ref.h5"' "the film interrupted by a server restart differs from the uninterrupted one"
+# ---- a crash: SIGKILL mid-job (no chance to save anything), restart: resumes from the last checkpoint ----
+film k.json 41 k.h5
+jk=$("$BIN" submit "$T/k.json" --to "$EP" 2>/dev/null)
+for _ in $(seq 500); do
+  r=$("$BIN" status --to "$EP" --json "$jk" | sed -n 's/.*"rows_done":\([0-9]*\).*/\1/p')
+  [[ -n "$r" && "$r" -ge 8 ]] && break
+  sleep 0.02
+done
+kill -KILL "$SERVER_PID"
+wait "$SERVER_PID" 2>/dev/null
+SERVER_PID=
+check 'grep -q "\"id\":\"$jk\",\"state\":\"running\"" "$STATE/journal.json"' "SIGKILL: the journal lost the running job"
+check '[[ -e "$T/k.h5.ckpt.h5" && ! -e "$T/k.h5" ]]' "SIGKILL: no checkpoint from before the crash"
+start_server "$LOG"
+"$BIN" watch --to "$EP" "$jk" >/dev/null 2>&1
+rc=$?
+check '[[ $rc -eq 0 ]] && grep -q "job $jk resumes from" "$LOG"' "the crashed job did not resume and finish (watch rc $rc)"
+check 'h5diff -q "$T/k.h5" "$T/ref.h5"' "the film interrupted by a server crash differs from the uninterrupted one"
+
 out=$("$BIN" submit --to "$EP" --prompt "x" 2>&1)
 check '[[ $? -eq 1 ]] && grep -q "no output" <<<"$out"' "submit without output: $out"
 stop_server
