@@ -1,4 +1,5 @@
-/* cli/cmd_vae.c - `reelfarm vae-decode` and `reelfarm vae-encode` (worker/vae_tools.c). */
+/* cli/cmd_vae.c - `reelfarm vae-decode` and `reelfarm vae-encode` (worker/vae_tools.c), `reelfarm bench-vae`
+ * (worker/bench_vae.c). */
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,6 +27,11 @@ static const char vae_decode_help[] =
     "  --vae-cache f32|bf16  how the decoder keeps its state between frames (the causal convolutions' last two\n"
     "                     input frames): f32 (default, exact) or bf16 (a 720P decode peaks at 6.6 instead of\n"
     "                     10.3 GiB; rounded as upstream's bf16-autocast decode keeps it; computation stays f32)\n"
+    "  --vae-memory GB    decode in horizontal row bands, one band through the whole clip at a time, with the\n"
+    "                     fewest bands whose decoder state fits GB GiB: the same bits, less memory, more time\n"
+    "                     (121 x 720P: 10.4 GiB peak in one band; with --vae-memory 2.5, 6 bands, about 4.3 GiB\n"
+    "                     and a third more arithmetic). An encoded output is then written after the last band.\n"
+    "  --vae-bands N      the same with N bands\n"
     "  --threads N / --force\n";
 
 static const char vae_encode_help[] =
@@ -74,9 +80,11 @@ int cmd_vae_decode(int argc, char **argv) {
         {"model", required_argument, 0, 'm'}, {"in", required_argument, 0, 'i'},     {"out", required_argument, 0, 'o'},
         {"fps", required_argument, 0, 'r'},   {"codec", required_argument, 0, 'c'},  {"crf", required_argument, 0, 'q'},
         {"preset", required_argument, 0, 'p'}, {"threads", required_argument, 0, 't'}, {"force", no_argument, 0, 'f'},
-        {"vae-cache", required_argument, 0, 'C'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+        {"vae-cache", required_argument, 0, 'C'}, {"vae-bands", required_argument, 0, 'B'},
+        {"vae-memory", required_argument, 0, 'G'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     static const char cmd[] = "vae-decode";
     struct vae_decode_options o = {0};
+    double gib = 0;
     o.crf = -1;
     optind = 0;
     opterr = 0;
@@ -91,6 +99,8 @@ int cmd_vae_decode(int argc, char **argv) {
         case 'q': rc = arg_int("--crf", optarg, 0, 63, &o.crf); break;
         case 'p': o.preset = optarg; break;
         case 'C': rc = parse_vae_cache(optarg, &o.vae_cache); break;
+        case 'B': rc = arg_int("--vae-bands", optarg, 1, 1 << 20, &o.vae_bands); break;
+        case 'G': rc = arg_f64("--vae-memory", optarg, 0.001, 1 << 20, &gib); break;
         case 't': rc = arg_int("--threads", optarg, 1, 4096, &o.threads); break;
         case 'f': o.force = true; break;
         case 'h': fputs(vae_decode_help, stdout); return 0;
@@ -101,6 +111,9 @@ int cmd_vae_decode(int argc, char **argv) {
     }
     if (optind < argc) return usage_error(cmd, "unexpected argument '%s'", argv[optind]);
     if (!o.model_dir || !o.in_path || !o.out_path) return usage_error(cmd, "--model, --in and --out are required");
+    if (gib > 0 && o.vae_bands > 0)
+        return usage_error(cmd, "--vae-memory chooses the band count: not with --vae-bands");
+    o.vae_memory = (size_t)(gib * 1073741824.0);
     return worker_vae_decode(&o) < 0 ? run_error() : 0;
 }
 
@@ -146,6 +159,15 @@ static const char bench_vae_help[] =
     "(memory does not depend on K; every cache is warm from the second latent frame on). --vae-cache bf16 keeps\n"
     "the state between frames in bf16 (about half the memory; f32, the default, is exact).\n"
     "\n"
+    "Decoder row bands (bit-identical output; model/wan_vae.h):\n"
+    "  --vae-bands N      cut the frame into N row bands after the middle block (default 1: none); alone,\n"
+    "                     frame-major (every band of a frame, then the next frame): saves little memory, the\n"
+    "                     causal state of every band stays alive\n"
+    "  --vae-band-major   one band through every latent frame, then the next band: memory falls with the band\n"
+    "                     count; rows go into a float32 buffer of the whole clip (counted in the peak). Without\n"
+    "                     --vae-bands, the fewest bands whose stream fits --vae-memory (default 2.5 GiB)\n"
+    "  --vae-memory GB    band-major within this many GiB of stream (weights and the clip buffer come on top)\n"
+    "\n"
     "Options: --base-dim N (default 96), --threads N, --seed S\n";
 
 int cmd_bench_vae(int argc, char **argv) {
@@ -154,9 +176,12 @@ int cmd_bench_vae(int argc, char **argv) {
         {"latent-frames", required_argument, 0, 'k'}, {"encode", no_argument, 0, 'e'},
         {"base-dim", required_argument, 0, 'b'},   {"threads", required_argument, 0, 't'},
         {"seed", required_argument, 0, 's'},       {"vae-cache", required_argument, 0, 'C'},
-        {"help", no_argument, 0, 'h'},             {0, 0, 0, 0}};
+        {"vae-bands", required_argument, 0, 'B'},  {"vae-band-major", no_argument, 0, 'M'},
+        {"vae-memory", required_argument, 0, 'G'}, {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0}};
     static const char cmd[] = "bench-vae";
     struct bench_vae_options o = {.pixel_frames = 121, .width = 1280, .height = 720, .seed = 1};
+    double gib = 0;
     optind = 0;
     opterr = 0;
     int ch, rc = 0;
@@ -170,6 +195,9 @@ int cmd_bench_vae(int argc, char **argv) {
         case 't': rc = arg_int("--threads", optarg, 1, 4096, &o.threads); break;
         case 's': rc = arg_u64("--seed", optarg, &o.seed); break;
         case 'C': rc = parse_vae_cache(optarg, &o.vae_cache); break;
+        case 'B': rc = arg_int("--vae-bands", optarg, 1, 1 << 20, &o.vae_bands); break;
+        case 'M': o.vae_band_major = true; break;
+        case 'G': rc = arg_f64("--vae-memory", optarg, 0.001, 1 << 20, &gib); break;
         case 'h': fputs(bench_vae_help, stdout); return 0;
         case ':': return usage_error(cmd, "option '%s' needs a value", argv[optind - 1]);
         default: return usage_error(cmd, "unknown option '%s'", argv[optind - 1]);
@@ -177,5 +205,8 @@ int cmd_bench_vae(int argc, char **argv) {
         if (rc < 0) return usage_error(cmd, "%s", err_message());
     }
     if (optind < argc) return usage_error(cmd, "unexpected argument '%s'", argv[optind]);
+    if (gib > 0 && o.vae_bands > 0)
+        return usage_error(cmd, "--vae-memory chooses the band count: not with --vae-bands");
+    o.vae_memory = (size_t)(gib * 1073741824.0);
     return worker_bench_vae(&o) < 0 ? run_error() : 0;
 }

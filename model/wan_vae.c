@@ -646,17 +646,26 @@ struct conv_cache {
 
 struct layer_state {
     struct conv_cache c1, c2;
-    struct tensor t0, t1, t2;    /* per-kind state and scratch (see carve) */
+    struct tensor t0, t1, t2;    /* per-kind state and scratch (see carve_layer) */
     int64_t received, produced;
 };
 
 /* Three frames [Cmax, H, W] per resolution level. A layer's input is one of them (or a frame from outside the
  * level); it works in the other two and leaves its output in one of them, which the next layer takes as input.
- * A resample writes into the next level's pool. */
+ * A resample writes into the next level's pool. With row bands, the frames of a level after the middle block
+ * hold the most rows any band's layer has there instead of the whole frame. */
 enum { LEVEL_POOL = 3 };
 struct level_bufs {
     struct tensor pool[LEVEL_POOL];
     int64_t h, w, cmax;
+};
+
+/* A decoder row band (band_layout): for every layer after the split, the rows of its input and of its output
+ * (global row indices of the layer's input and output levels, [lo, hi)), and the band's own output rows. */
+enum { BAND_IN0, BAND_IN1, BAND_OUT0, BAND_OUT1 };
+struct vae_band {
+    int64_t (*rows)[4]; /* [n_layers] (entries before the split unused) */
+    int64_t own0, own1; /* the output rows this band delivers */
 };
 
 struct vae_stream {
@@ -666,16 +675,38 @@ struct vae_stream {
     bool decoder;
     int64_t height, width;     /* pixel size */
     enum dtype cache_dtype;    /* of the cross-frame input state: DTYPE_F32 (exact) or DTYPE_BF16 */
-    struct layer_state *st;
+    struct layer_state *st;    /* [n_layers] for the unbanded layers, then [n_layers] per computed band */
     struct level_bufs *lv;
     struct tensor latent;      /* decoder: the denormalised input; encoder: the normalised output */
     struct arena arena;
     vae_frame_fn sink;
+    vae_rows_fn rows_sink;     /* band-major streams */
     void *sink_user;
     vae_probe_fn probe;
     void *probe_user;
     int64_t produced;
+    /* decoder row bands (band_layout); n_bands 1: none, split = n_layers */
+    int n_bands;
+    int band_lo, band_hi;      /* the bands this stream computes: all of them (frame-major) or one (band-major) */
+    int split, split_level;    /* the first layer run per band (the one after the middle block), its level */
+    int cur;                   /* the band being computed */
+    bool in_bands;             /* run_bands is running the bands of a frame */
+    bool rows_mode;            /* band-major: a band's rows go to rows_sink */
+    struct vae_band *bands;    /* [n_bands] */
+    int64_t (*band_rows)[4];   /* [n_bands][n_layers], the bands' row tables */
+    struct tensor mid;         /* the middle block's output [C, h, w], which every band reads its window from */
+    struct tensor out[VAE_STAGES_MAX + 1]; /* frame-major: the output frames of one latent frame, assembled from
+                                            * the bands [3, H, W]; band-major: out[0] holds a band's rows */
+    int n_out_max, n_out;
 };
+
+static bool banded(const struct vae_stream *s) { return s->split < s->net->n_layers; }
+
+/* The state of layer li: per band after the split. */
+static struct layer_state *layer_st(const struct vae_stream *s, int li) {
+    const int slot = li >= s->split ? 1 + s->cur - s->band_lo : 0;
+    return &s->st[(size_t)slot * (size_t)s->net->n_layers + (size_t)li];
+}
 
 static struct tensor frame_alloc(struct arena *a, int64_t c, int64_t h, int64_t w) {
     float *p = arena_alloc_f32(a, (size_t)(c * h * w > 0 ? c * h * w : 1));
@@ -691,6 +722,21 @@ static struct tensor state_alloc(struct arena *a, enum dtype dt, int64_t c, int6
 /* A [c, h, w] view at the start of a larger buffer (of the buffer's dtype). */
 static struct tensor frame_view(const struct tensor *buf, int64_t c, int64_t h, int64_t w) {
     return tensor_make(buf->dtype, DEVICE_CPU, buf->data, 3, (int64_t[]){c, h, w});
+}
+
+/* rows rows of every channel: dst rows [d0, d0 + rows) = src rows [s0, s0 + rows) (f32 frames [C, h, w] of one
+ * width and channel count). */
+static void copy_rows(struct tensor *dst, int64_t d0, const struct tensor *src, int64_t s0, int64_t rows) {
+    const int64_t c = src->shape[0], w = src->shape[2], hd = dst->shape[1], hs = src->shape[1];
+    CHECK(dst->dtype == DTYPE_F32 && src->dtype == DTYPE_F32 && dst->shape[0] == c && dst->shape[2] == w &&
+              d0 >= 0 && s0 >= 0 && d0 + rows <= hd && s0 + rows <= hs,
+          "VAE band rows: [%lld, %lld, %lld] rows %lld+%lld <- [%lld, %lld, %lld] rows %lld+%lld",
+          (long long)dst->shape[0], (long long)hd, (long long)dst->shape[2], (long long)d0, (long long)rows,
+          (long long)c, (long long)hs, (long long)w, (long long)s0, (long long)rows);
+    float *d = dst->data;
+    const float *sp = src->data;
+    for (int64_t ch = 0; ch < c; ch++)
+        memcpy(d + (ch * hd + d0) * w, sp + (ch * hs + s0) * w, (size_t)(rows * w) * sizeof(float));
 }
 
 /* dst (state, f32 or bf16) = src (f32 frame of the same shape); bf16 rounds to nearest even. */
@@ -718,12 +764,173 @@ static void level_size(const struct vae_stream *s, int level, int64_t *h, int64_
         *h = s->height >> level, *w = s->width >> level;
 }
 
+/* ---- decoder row bands ----
+ *
+ * After the middle block every decoder layer is spatially local: 3x3 causal convolutions with zero padding at
+ * the image border, per-position RMS norms, SiLU, 1x1 shortcuts, the upsample's time conv (1x1 in space) and its
+ * nearest x2 upsampling fused into a 3x3 conv, the head. A band runs every such layer on a range of rows. A 3x3
+ * conv over input rows [i0, i1) pads only at the image border (i0 = 0, i1 = H) and elsewhere computes just the
+ * rows whose whole window lies inside, [i0 + 1, i1 - 1): every row it produces is exactly the whole frame's row.
+ * So the rows shrink by one per conv at each inner edge (a resblock: two), and the band starts from the rows
+ * its output needs, counted back through the layers (band_geometry): its own output rows, plus one row per
+ * 3x3 conv below each level, doubled back through each upsample. op_conv_frames' result for a pixel does not
+ * depend on how many rows the frame has (kernels/cpu/kern_conv.c), so each row is bit-identical to the whole
+ * frame's; the causal state of a band holds the same rows at every frame, so this holds frame after frame. */
+
+/* The first banded layer: the one after the middle block (the last attention and the resblock after it). */
+static int band_split(const struct vae_net *net) {
+    int split = 0;
+    for (int li = 0; li < net->n_layers; li++)
+        if (net->layers[li].kind == VAE_ATTN) split = li + 1;
+    if (split < net->n_layers && net->layers[split].kind == VAE_RESBLOCK &&
+        strstr(net->layers[split].name, ".mid_block."))
+        split++;
+    return split;
+}
+
+static bool is_up(const struct vae_layer *L) { return L->kind == VAE_UP2D || L->kind == VAE_UP3D; }
+
+/* The 3x3 convolutions a layer applies in a row (an upsample's is handled apart: it also doubles the rows). */
+static int layer_convs3(const struct vae_layer *L) {
+    switch (L->kind) {
+    case VAE_RESBLOCK: return 2;
+    case VAE_HEAD: return 1;
+    case VAE_CONV: return L->conv1.k == 3 ? 1 : 0;
+    case VAE_UP2D:
+    case VAE_UP3D: return 0;
+    case VAE_ATTN:
+    case VAE_DOWN2D:
+    case VAE_DOWN3D: break;
+    }
+    FATAL("VAE row bands: layer %s is not spatially local", L->name);
+}
+
+/* The rows layer L produces from input rows [i0, i1) of a level of h rows. */
+static void layer_rows_out(const struct vae_layer *L, int64_t h, int64_t i0, int64_t i1, int64_t *o0, int64_t *o1) {
+    if (is_up(L)) { /* the conv over the upsampled rows [2 i0, 2 i1) */
+        *o0 = 2 * i0 + (i0 > 0), *o1 = 2 * i1 - (i1 < h);
+        return;
+    }
+    const int k = layer_convs3(L);
+    *o0 = i0 > 0 ? i0 + k : 0, *o1 = i1 < h ? i1 - k : h;
+}
+
+/* The input rows layer L needs for output rows [o0, o1) (input level of h rows). */
+static void layer_rows_in(const struct vae_layer *L, int64_t h, int64_t o0, int64_t o1, int64_t *i0, int64_t *i1) {
+    if (is_up(L)) { /* upsampled rows [o0 - 1, o1 + 1) are input rows r / 2 */
+        const int64_t lo = o0 - 1 > 0 ? o0 - 1 : 0, hi = o1 + 1 < 2 * h ? o1 + 1 : 2 * h;
+        *i0 = lo / 2, *i1 = (hi + 1) / 2;
+        return;
+    }
+    const int k = layer_convs3(L);
+    *i0 = o0 - k > 0 ? o0 - k : 0, *i1 = o1 + k < h ? o1 + k : h;
+}
+
+/* Band b of n owns the pixel rows of latent rows [b h / n, (b + 1) h / n) (h latent rows). Its layers' rows:
+ * what each needs, counted back from those rows; then forward, each layer's output from its input, an
+ * upsample taking exactly the rows it needs (run_from copies them out of its input, which may have one more
+ * at an edge: the backward count rounds to whole input rows). */
+static void band_geometry(const struct vae_net *net, int split, int64_t h, int b, int n, struct vae_band *B) {
+    const int last = net->n_levels - 1;
+    B->own0 = (int64_t)b * h / n << last, B->own1 = (int64_t)(b + 1) * h / n << last;
+    int64_t o0 = B->own0, o1 = B->own1;
+    for (int li = net->n_layers - 1; li >= split; li--) { /* backward: the input rows each layer needs */
+        const struct vae_layer *L = &net->layers[li];
+        layer_rows_in(L, h << L->level, o0, o1, &B->rows[li][BAND_IN0], &B->rows[li][BAND_IN1]);
+        o0 = B->rows[li][BAND_IN0], o1 = B->rows[li][BAND_IN1];
+    }
+    int64_t r0 = o0, r1 = o1;
+    for (int li = split; li < net->n_layers; li++) { /* forward */
+        const struct vae_layer *L = &net->layers[li];
+        int64_t *r = B->rows[li];
+        CHECK(r0 <= r[BAND_IN0] && r1 >= r[BAND_IN1],
+              "VAE row bands: layer %s gets rows [%lld, %lld), needs [%lld, %lld)", L->name, (long long)r0,
+              (long long)r1, (long long)r[BAND_IN0], (long long)r[BAND_IN1]);
+        if (!is_up(L)) r[BAND_IN0] = r0, r[BAND_IN1] = r1;
+        layer_rows_out(L, h << L->level, r[BAND_IN0], r[BAND_IN1], &r[BAND_OUT0], &r[BAND_OUT1]);
+        r0 = r[BAND_OUT0], r1 = r[BAND_OUT1];
+    }
+    CHECK(r0 <= B->own0 && r1 >= B->own1, "VAE row bands: band %d of %d ends with rows [%lld, %lld), owns [%lld, %lld)",
+          b, n, (long long)r0, (long long)r1, (long long)B->own0, (long long)B->own1);
+}
+
+/* The input rows of banded layer li in the band being computed. */
+static const int64_t *cur_rows(const struct vae_stream *s, int li) { return s->bands[s->cur].rows[li]; }
+
+/* Cut the decoder into n bands and lay them out; the stream computes bands [lo, hi). One band is the unbanded
+ * stream, except for a band-major stream (rows), which then computes the whole frame as its band 0. */
+static int band_layout(struct vae_stream *s, int n, int lo, int hi, bool rows) {
+    s->n_bands = 1, s->band_lo = 0, s->band_hi = 1, s->split = s->net->n_layers, s->cur = 0;
+    if (n == 1 && lo == 0 && hi == 1 && !rows) return ERR_OK;
+    const int64_t h = s->height / wan_vae_spatial_factor(&s->v->cfg);
+    if (!s->decoder) return err_set(ERR_INVALID_ARG, "VAE row bands: the decoder only");
+    if (n < 1 || n > h || lo < 0 || hi > n || lo >= hi)
+        return err_set(ERR_INVALID_ARG,
+                       "VAE row bands: %d bands (band %d to %d) of %lld latent rows; expected 1 to %lld", n, lo,
+                       hi - 1, (long long)h, (long long)h);
+    s->n_bands = n, s->band_lo = lo, s->band_hi = hi, s->cur = lo;
+    s->split = band_split(s->net);
+    CHECK(s->split < s->net->n_layers, "VAE row bands: no layer after the middle block");
+    s->split_level = s->net->layers[s->split].level;
+    s->bands = calloc((size_t)n, sizeof *s->bands);
+    s->band_rows = calloc((size_t)n * (size_t)s->net->n_layers, sizeof *s->band_rows);
+    if (!s->bands || !s->band_rows) return err_set(ERR_NOMEM, "out of memory");
+    for (int b = 0; b < n; b++) {
+        s->bands[b].rows = s->band_rows + (size_t)b * (size_t)s->net->n_layers;
+        band_geometry(s->net, s->split, h, b, n, &s->bands[b]);
+    }
+    s->n_out_max = 1;
+    for (int li = s->split; li < s->net->n_layers; li++) s->n_out_max *= s->net->layers[li].kind == VAE_UP3D ? 2 : 1;
+    CHECK(s->n_out_max <= VAE_STAGES_MAX + 1, "VAE row bands: %d output frames per latent frame", s->n_out_max);
+    return ERR_OK;
+}
+
+/* The state and scratch of layer L for input frames [., h, w] at its level (h: the whole frame, or a band's
+ * input rows, of which each 3x3 conv drops one at a top (e0) and a bottom (e1) edge inside the image). */
+static void carve_layer(struct vae_stream *s, struct arena *a, const struct vae_layer *L, struct layer_state *S,
+                        int64_t h, int64_t w, int e0, int e1) {
+    const int64_t c = L->cin, h1 = h - e0 - e1; /* rows after one 3x3 conv */
+    switch (L->kind) {
+    case VAE_ATTN:
+        S->t0 = frame_alloc(a, h * w, c, 1);     /* normed, transposed [P, C]; later the projection */
+        S->t1 = frame_alloc(a, h * w, 3 * c, 1); /* q | k | v [P, 3C] */
+        S->t2 = frame_alloc(a, h * w, c, 1);     /* attention output [P, C] */
+        break;
+    case VAE_DOWN3D: /* state across frames: cache_dtype */
+        S->t1 = state_alloc(a, s->cache_dtype, c, h / 2, w / 2); /* the open window's first frame (q_2j) */
+        S->t2 = state_alloc(a, s->cache_dtype, c, h / 2, w / 2); /* its middle frame (q_2j+1) */
+        break;
+    case VAE_UP3D:
+        S->t1 = frame_alloc(a, 2 * c, h, w); /* time conv output: two frames, kept while each runs on */
+        break;
+    default:
+        break;
+    }
+    /* causal caches (cache_dtype): every 3x3x3 conv's input, and the upsample3d time conv's; the head's are
+     * two f32 partial sums of its output */
+    const bool cached1 = (L->kind == VAE_CONV && L->conv1.kt == 3) || L->kind == VAE_RESBLOCK;
+    if (cached1) {
+        S->c1.slot[0] = state_alloc(a, s->cache_dtype, c, h, w);
+        S->c1.slot[1] = state_alloc(a, s->cache_dtype, c, h, w);
+    }
+    if (L->kind == VAE_HEAD) {
+        S->c1.slot[0] = frame_alloc(a, L->cout, h1, w);
+        S->c1.slot[1] = frame_alloc(a, L->cout, h1, w);
+    }
+    if (L->kind == VAE_RESBLOCK || L->kind == VAE_UP3D) {
+        const int64_t cc = L->kind == VAE_RESBLOCK ? L->cout : c, hc = L->kind == VAE_RESBLOCK ? h1 : h;
+        S->c2.slot[0] = state_alloc(a, s->cache_dtype, cc, hc, w);
+        S->c2.slot[1] = state_alloc(a, s->cache_dtype, cc, hc, w);
+    }
+}
+
 /* Carve every buffer of the stream from a (a measuring arena only counts). */
 static void carve(struct vae_stream *s, struct arena *a) {
     const struct vae_net *net = s->net;
     for (int l = 0; l < net->n_levels; l++) {
         struct level_bufs *lb = &s->lv[l];
         level_size(s, l, &lb->h, &lb->w);
+        if (banded(s) && l > s->split_level) lb->h = 1; /* band rows only: the most any band's layer has (below) */
         lb->cmax = 1;
         for (int li = 0; li < net->n_layers; li++) {
             const struct vae_layer *L = &net->layers[li];
@@ -732,47 +939,51 @@ static void carve(struct vae_stream *s, struct arena *a) {
             if (L->kind != VAE_UP2D && L->kind != VAE_UP3D && L->kind != VAE_DOWN2D && L->kind != VAE_DOWN3D)
                 lb->cmax = L->cout > lb->cmax ? L->cout : lb->cmax;
         }
-        for (int k = 0; k < LEVEL_POOL; k++) lb->pool[k] = frame_alloc(a, lb->cmax, lb->h, lb->w);
     }
+    for (int li = s->split; li < net->n_layers; li++) {
+        const struct vae_layer *L = &net->layers[li];
+        for (int b = s->band_lo; b < s->band_hi; b++) {
+            const int64_t *r = s->bands[b].rows[li];
+            int64_t *hin = &s->lv[L->level].h, *hout = &s->lv[L->level + is_up(L)].h;
+            if (L->level > s->split_level) *hin = r[BAND_IN1] - r[BAND_IN0] > *hin ? r[BAND_IN1] - r[BAND_IN0] : *hin;
+            if (L->level + is_up(L) > s->split_level)
+                *hout = r[BAND_OUT1] - r[BAND_OUT0] > *hout ? r[BAND_OUT1] - r[BAND_OUT0] : *hout;
+        }
+    }
+    for (int l = 0; l < net->n_levels; l++)
+        for (int k = 0; k < LEVEL_POOL; k++) s->lv[l].pool[k] = frame_alloc(a, s->lv[l].cmax, s->lv[l].h, s->lv[l].w);
     for (int li = 0; li < net->n_layers; li++) {
         const struct vae_layer *L = &net->layers[li];
-        struct layer_state *S = &s->st[li];
-        const int64_t h = s->lv[L->level].h, w = s->lv[L->level].w, c = L->cin;
-        switch (L->kind) {
-        case VAE_ATTN:
-            S->t0 = frame_alloc(a, h * w, c, 1);     /* normed, transposed [P, C]; later the projection */
-            S->t1 = frame_alloc(a, h * w, 3 * c, 1); /* q | k | v [P, 3C] */
-            S->t2 = frame_alloc(a, h * w, c, 1);     /* attention output [P, C] */
-            break;
-        case VAE_DOWN3D: /* state across frames: cache_dtype */
-            S->t1 = state_alloc(a, s->cache_dtype, c, h / 2, w / 2); /* the open window's first frame (q_2j) */
-            S->t2 = state_alloc(a, s->cache_dtype, c, h / 2, w / 2); /* its middle frame (q_2j+1) */
-            break;
-        case VAE_UP3D:
-            S->t1 = frame_alloc(a, 2 * c, h, w); /* time conv output: two frames, kept while each runs on */
-            break;
-        default:
-            break;
+        int64_t h, w;
+        level_size(s, L->level, &h, &w);
+        if (li < s->split) {
+            carve_layer(s, a, L, &s->st[li], h, w, 0, 0);
+            continue;
         }
-        /* causal caches (cache_dtype): every 3x3x3 conv's input, and the upsample3d time conv's; the head's are
-         * two f32 partial sums of its output */
-        const bool cached1 = (L->kind == VAE_CONV && L->conv1.kt == 3) || L->kind == VAE_RESBLOCK;
-        if (cached1) {
-            S->c1.slot[0] = state_alloc(a, s->cache_dtype, c, h, w);
-            S->c1.slot[1] = state_alloc(a, s->cache_dtype, c, h, w);
+        for (int b = s->band_lo; b < s->band_hi; b++) {
+            const int64_t *r = s->bands[b].rows[li];
+            s->cur = b;
+            carve_layer(s, a, L, layer_st(s, li), r[BAND_IN1] - r[BAND_IN0], w, r[BAND_IN0] > 0, r[BAND_IN1] < h);
         }
-        if (L->kind == VAE_HEAD) {
-            S->c1.slot[0] = frame_alloc(a, L->cout, h, w);
-            S->c1.slot[1] = frame_alloc(a, L->cout, h, w);
-        }
-        if (L->kind == VAE_RESBLOCK || L->kind == VAE_UP3D) {
-            const int64_t cc = L->kind == VAE_RESBLOCK ? L->cout : c;
-            S->c2.slot[0] = state_alloc(a, s->cache_dtype, cc, h, w);
-            S->c2.slot[1] = state_alloc(a, s->cache_dtype, cc, h, w);
-        }
+        s->cur = s->band_lo;
     }
     const int sf = wan_vae_spatial_factor(&s->v->cfg);
     s->latent = frame_alloc(a, s->v->cfg.z_dim, s->height / sf, s->width / sf);
+    if (banded(s)) {
+        int64_t h0, w0, hl, wl;
+        level_size(s, s->split_level, &h0, &w0);
+        level_size(s, net->n_levels - 1, &hl, &wl);
+        s->mid = frame_alloc(a, net->layers[s->split].cin, h0, w0);
+        const int64_t cout = net->layers[net->n_layers - 1].cout;
+        if (s->rows_mode) { /* one band's own rows */
+            int64_t rows = 1;
+            for (int b = s->band_lo; b < s->band_hi; b++)
+                rows = s->bands[b].own1 - s->bands[b].own0 > rows ? s->bands[b].own1 - s->bands[b].own0 : rows;
+            s->out[0] = frame_alloc(a, cout, rows, wl);
+        } else {
+            for (int k = 0; k < s->n_out_max; k++) s->out[k] = frame_alloc(a, cout, hl, wl);
+        }
+    }
 }
 
 /* Two pool frames of level lb that do not hold x, shaped [c, h, w] views. */
@@ -797,11 +1008,20 @@ static void cache_push(const struct exec_ctx *ctx, struct conv_cache *cc, const 
 static const struct conv_geom GEOM_3X3 = {3, 3, 1, 1, 1, 1, 1, 0}, GEOM_1X1 = {1, 1, 1, 0, 0, 0, 0, 0},
                               GEOM_DOWN = {3, 3, 2, 0, 0, 1, 1, 0}, GEOM_UP = {3, 3, 1, 1, 1, 1, 1, 1};
 
+/* geometry g without its top / bottom zero padding where a band's rows have an inner edge (e0, e1): the
+ * conv then computes only the rows whose window lies inside the rows it has. */
+static struct conv_geom geom_edges(const struct conv_geom *g, int e0, int e1) {
+    struct conv_geom r = *g;
+    if (e0) r.pad_top = 0;
+    if (e1) r.pad_bottom = 0;
+    return r;
+}
+
 /* A temporal-kernel-3 conv over [cache, x] (zeros where the cache is short), then x joins the cache; or a
- * plain conv for kt = 1. */
+ * plain conv for kt = 1. e0, e1: inner edges of a band's rows (see geom_edges). */
 static void causal_conv(const struct exec_ctx *ctx, const struct vae_conv *cv, struct conv_cache *cc,
-                        const struct tensor *x, struct tensor *y) {
-    const struct conv_geom *g = cv->k == 3 ? &GEOM_3X3 : &GEOM_1X1;
+                        const struct tensor *x, struct tensor *y, int e0, int e1) {
+    const struct conv_geom g3 = geom_edges(&GEOM_3X3, e0, e1), *g = cv->k == 3 ? &g3 : &GEOM_1X1;
     if (cv->kt == 1) {
         const struct tensor *xs[1] = {x};
         op_conv_frames(ctx, y, 1, xs, &cv->w, &cv->b, g);
@@ -822,7 +1042,8 @@ static void causal_conv(const struct exec_ctx *ctx, const struct vae_conv *cv, s
  * partial sum as its bias) as in causal_conv, so the result is bit-identical; the state is two [Co, H, W] f32
  * sums instead of two [Ci, H, W] frames. cc->slot[1 - newest] holds P_t, cc->slot[newest] P_{t+1}. */
 static void causal_conv_partial(const struct exec_ctx *ctx, const struct vae_conv *cv, struct conv_cache *cc,
-                                const struct tensor *x, struct tensor *y) {
+                                const struct tensor *x, struct tensor *y, int e0, int e1) {
+    const struct conv_geom g3 = geom_edges(&GEOM_3X3, e0, e1);
     CHECK(cv->kt == 3 && cv->k == 3, "causal_conv_partial: a 3x3x3 conv expected");
     const int64_t taps = cv->w.shape[1], co = cv->w.shape[2], ci = cv->w.shape[3];
     struct tensor wt[3];
@@ -834,25 +1055,47 @@ static void causal_conv_partial(const struct exec_ctx *ctx, const struct vae_con
     struct tensor pc = frame_view(&cc->slot[cur], co, y->shape[1], y->shape[2]),
                   pn = frame_view(&cc->slot[next], co, y->shape[1], y->shape[2]);
     const bool first = cc->n == 0; /* no earlier frames: P_t and P_{t+1} are the bias */
-    op_conv_frames(ctx, y, 1, xs, &wt[2], first ? &cv->b : &pc, &GEOM_3X3);
-    op_conv_frames(ctx, &pn, 1, xs, &wt[1], first ? &cv->b : &pn, &GEOM_3X3);
-    op_conv_frames(ctx, &pc, 1, xs, &wt[0], &cv->b, &GEOM_3X3); /* P_t is spent: it becomes P_{t+2} */
+    op_conv_frames(ctx, y, 1, xs, &wt[2], first ? &cv->b : &pc, &g3);
+    op_conv_frames(ctx, &pn, 1, xs, &wt[1], first ? &cv->b : &pn, &g3);
+    op_conv_frames(ctx, &pc, 1, xs, &wt[0], &cv->b, &g3); /* P_t is spent: it becomes P_{t+2} */
     cc->newest = cur;
     cc->n = 2;
 }
 
 static int run_from(struct vae_stream *s, int li, const struct tensor *x);
 
-/* Report a layer's output to the probe and pass it on. */
+/* Report a layer's output to the probe (whole frames only, not band windows) and pass it on. */
 static int emit(struct vae_stream *s, int li, const struct tensor *y) {
-    struct layer_state *S = &s->st[li];
-    if (s->probe) s->probe(s->probe_user, s->net->layers[li].name, S->produced, y);
+    struct layer_state *S = layer_st(s, li);
+    if (s->probe && li < s->split) s->probe(s->probe_user, s->net->layers[li].name, S->produced, y);
     S->produced++;
     return run_from(s, li + 1, y);
 }
 
+/* A band's output frame y (the last layer's rows): the band's own rows go to the assembled frame (frame-major)
+ * or, clamped, to the rows sink (band-major). */
+static int finish_band_frame(struct vae_stream *s, const struct tensor *y) {
+    const struct vae_band *B = &s->bands[s->cur];
+    const int64_t rows = B->own1 - B->own0, from = B->own0 - B->rows[s->net->n_layers - 1][BAND_OUT0];
+    const int64_t index = layer_st(s, s->net->n_layers - 1)->produced - 1; /* this band's frame count */
+    if (s->rows_mode) {
+        struct tensor o = frame_view(&s->out[0], y->shape[0], rows, y->shape[2]), orow = as_rows(&o);
+        copy_rows(&o, 0, y, from, rows);
+        op_clamp(&s->ctx, &orow, &orow, -1.0f, 1.0f);
+        s->produced = index + 1;
+        return s->rows_sink(s->sink_user, index, B->own0, &o);
+    }
+    const int64_t slot = index - s->produced; /* frames of this latent frame so far */
+    CHECK(slot >= 0 && slot < s->n_out_max, "VAE row bands: output frame %lld of band %d out of order",
+          (long long)index, s->cur);
+    copy_rows(&s->out[slot], B->own0, y, from, rows);
+    s->n_out = (int)slot + 1 > s->n_out ? (int)slot + 1 : s->n_out;
+    return ERR_OK;
+}
+
 static int finish_frame(struct vae_stream *s, const struct tensor *y) {
     const struct exec_ctx *ctx = &s->ctx;
+    if (banded(s)) return finish_band_frame(s, y);
     if (s->decoder) {
         struct tensor r = as_rows(y);
         op_clamp(ctx, &r, &r, -1.0f, 1.0f);
@@ -865,36 +1108,76 @@ static int finish_frame(struct vae_stream *s, const struct tensor *y) {
     return s->sink(s->sink_user, s->produced++, &s->latent);
 }
 
+/* The middle block's output x: every band computes its window from it, then (frame-major) the assembled
+ * frames go to the sink in order. */
+static int run_bands(struct vae_stream *s, const struct tensor *x) {
+    const struct exec_ctx *ctx = &s->ctx;
+    const int l = s->split_level;
+    op_copy(ctx, &s->mid, x);
+    s->n_out = 0;
+    s->in_bands = true;
+    int rc = ERR_OK;
+    for (int b = s->band_lo; rc == ERR_OK && b < s->band_hi; b++) {
+        s->cur = b;
+        const int64_t *r = s->bands[b].rows[s->split], rows = r[BAND_IN1] - r[BAND_IN0];
+        struct tensor in = frame_view(&s->lv[l].pool[0], x->shape[0], rows, x->shape[2]);
+        copy_rows(&in, 0, &s->mid, r[BAND_IN0], rows);
+        rc = run_from(s, s->split, &in);
+    }
+    s->cur = s->band_lo;
+    s->in_bands = false;
+    if (rc < 0 || s->rows_mode) return rc;
+    for (int k = 0; k < s->n_out; k++) {
+        struct tensor r = as_rows(&s->out[k]);
+        op_clamp(ctx, &r, &r, -1.0f, 1.0f);
+        TRY(s->sink(s->sink_user, s->produced++, &s->out[k]));
+    }
+    s->n_out = 0;
+    return ERR_OK;
+}
+
 static int run_from(struct vae_stream *s, int li, const struct tensor *x) {
     if (li == s->net->n_layers) return finish_frame(s, x);
+    if (li == s->split && !s->in_bands) return run_bands(s, x);
     const struct exec_ctx *ctx = &s->ctx;
     const struct vae_layer *L = &s->net->layers[li];
-    struct layer_state *S = &s->st[li];
+    struct layer_state *S = layer_st(s, li);
     const struct level_bufs *lb = &s->lv[L->level];
     const int64_t h = x->shape[1], w = x->shape[2];
+    /* a band's inner edges: each 3x3 conv drops a row there (see band_geometry); none for whole frames */
+    int e0 = 0, e1 = 0;
+    if (li >= s->split) {
+        int64_t hl, wl;
+        level_size(s, L->level, &hl, &wl);
+        e0 = cur_rows(s, li)[BAND_IN0] > 0, e1 = cur_rows(s, li)[BAND_IN1] < hl;
+    }
+    const int64_t h1 = h - e0 - e1, h2 = h1 - e0 - e1; /* rows after one and two 3x3 convs */
     struct tensor a, b, xr = as_rows(x);
     S->received++;
     switch (L->kind) {
     case VAE_CONV:
-        pick_two(lb, x, L->cout, 1, h, w, &a, &b);
-        causal_conv(ctx, &L->conv1, &S->c1, x, &a);
+        pick_two(lb, x, L->cout, 1, L->conv1.k == 3 ? h1 : h, w, &a, &b);
+        causal_conv(ctx, &L->conv1, &S->c1, x, &a, e0, e1);
         return emit(s, li, &a);
     case VAE_RESBLOCK: {
         /* a = SiLU(RMS(x)); b = conv1(a); b = SiLU(RMS(b)); y = conv2(b) into a's frame (a is cached);
-         * y += shortcut(x) (into b's frame, cached too) or x */
+         * y += shortcut(x) (into b's frame, cached too) or x, both on the rows y has */
         pick_two(lb, x, L->cin, L->cout, h, w, &a, &b);
+        b = frame_view(&b, L->cout, h1, w);
         struct tensor ar = as_rows(&a), br = as_rows(&b);
         op_channel_rmsnorm(ctx, &ar, &xr, &L->gamma1, true);
-        causal_conv(ctx, &L->conv1, &S->c1, &a, &b);
+        causal_conv(ctx, &L->conv1, &S->c1, &a, &b, e0, e1);
         op_channel_rmsnorm(ctx, &br, &br, &L->gamma2, true);
-        struct tensor y = frame_view(&a, L->cout, h, w), yr = as_rows(&y);
-        causal_conv(ctx, &L->conv2, &S->c2, &b, &y);
+        struct tensor y = frame_view(&a, L->cout, h2, w), yr = as_rows(&y), add;
+        causal_conv(ctx, &L->conv2, &S->c2, &b, &y, e0, e1);
         if (L->shortcut.w.data) {
-            causal_conv(ctx, &L->shortcut, NULL, x, &b);
-            op_gated_add(ctx, &yr, &br, NULL, 1, 0);
+            struct tensor sc = frame_view(&b, L->cout, h, w), scr = as_rows(&sc);
+            causal_conv(ctx, &L->shortcut, NULL, x, &sc, 0, 0);
+            add = tensor_narrow(&scr, 1, 2 * e0 * w, h2 * w);
         } else {
-            op_gated_add(ctx, &yr, &xr, NULL, 1, 0);
+            add = tensor_narrow(&xr, 1, 2 * e0 * w, h2 * w);
         }
+        op_gated_add(ctx, &yr, &add, NULL, 1, 0);
         return emit(s, li, &y);
     }
     case VAE_ATTN: {
@@ -916,9 +1199,10 @@ static int run_from(struct vae_stream *s, int li, const struct tensor *x) {
     }
     case VAE_HEAD: {
         pick_two(lb, x, L->cin, L->cout, h, w, &a, &b);
+        b = frame_view(&b, L->cout, h1, w);
         struct tensor ar = as_rows(&a);
         op_channel_rmsnorm(ctx, &ar, &xr, &L->gamma1, true);
-        causal_conv_partial(ctx, &L->conv1, &S->c1, &a, &b);
+        causal_conv_partial(ctx, &L->conv1, &S->c1, &a, &b, e0, e1);
         return emit(s, li, &b);
     }
     case VAE_DOWN2D:
@@ -946,19 +1230,32 @@ static int run_from(struct vae_stream *s, int li, const struct tensor *x) {
     case VAE_UP3D: {
         const int64_t c = L->cin;
         const struct level_bufs *next = &s->lv[L->level + 1];
-        pick_two(next, x, L->cout, 1, 2 * h, 2 * w, &a, &b);
+        struct tensor xin = *x; /* a band upsamples exactly the rows it needs (x may have one more at an edge) */
+        if (li >= s->split) {
+            const int64_t *r = cur_rows(s, li), *prev = s->bands[s->cur].rows[li - 1];
+            const int64_t rows = r[BAND_IN1] - r[BAND_IN0];
+            if (rows != h) {
+                pick_two(lb, x, c, 1, rows, w, &a, &b);
+                copy_rows(&a, 0, x, r[BAND_IN0] - prev[BAND_OUT0], rows);
+                xin = a;
+            }
+        }
+        const int64_t hi = xin.shape[1];
+        const struct conv_geom gu = geom_edges(&GEOM_UP, e0, e1);
+        pick_two(next, x, L->cout, 1, 2 * hi - e0 - e1, 2 * w, &a, &b);
         if (L->kind == VAE_UP2D || S->received == 1) { /* upsample2d, or upsample3d's frame 0 (not doubled) */
-            const struct tensor *xs[1] = {x};
-            op_conv_frames(ctx, &a, 1, xs, &L->conv1.w, &L->conv1.b, &GEOM_UP);
+            const struct tensor *xs[1] = {&xin};
+            op_conv_frames(ctx, &a, 1, xs, &L->conv1.w, &L->conv1.b, &gu);
             return emit(s, li, &a);
         }
         /* time conv over [0, 0, x1, x2, ...] (frame 0 is not temporal context): channels [0, C) are frame 2t,
          * [C, 2C) frame 2t + 1; each is upsampled and convolved, then runs through the rest of the network */
-        causal_conv(ctx, &L->conv2, &S->c2, x, &S->t1);
+        struct tensor t1 = frame_view(&S->t1, 2 * c, hi, w);
+        causal_conv(ctx, &L->conv2, &S->c2, &xin, &t1, 0, 0);
         for (int half = 0; half < 2; half++) {
-            struct tensor f = tensor_f32_3d((float *)S->t1.data + half * c * h * w, c, h, w);
+            struct tensor f = tensor_f32_3d((float *)S->t1.data + half * c * hi * w, c, hi, w);
             const struct tensor *xs[1] = {&f};
-            op_conv_frames(ctx, &a, 1, xs, &L->conv1.w, &L->conv1.b, &GEOM_UP);
+            op_conv_frames(ctx, &a, 1, xs, &L->conv1.w, &L->conv1.b, &gu);
             TRY(emit(s, li, &a));
         }
         return ERR_OK;
@@ -967,32 +1264,38 @@ static int run_from(struct vae_stream *s, int li, const struct tensor *x) {
     FATAL("unknown VAE layer kind %d", (int)L->kind);
 }
 
+/* bands, [band_lo, band_hi): the decoder's row bands and the ones this stream computes (1, [0, 1): none). */
 static int stream_init(struct vae_stream *s, const struct wan_vae *v, bool decoder, int64_t height, int64_t width,
-                       enum dtype cache_dtype) {
+                       enum dtype cache_dtype, int bands, int band_lo, int band_hi, bool rows) {
     memset(s, 0, sizeof *s);
     s->v = v, s->decoder = decoder, s->height = height, s->width = width, s->cache_dtype = cache_dtype;
     s->net = decoder ? &v->dec : &v->enc;
+    s->split = s->net->n_layers, s->n_bands = 1, s->band_hi = 1;
     if (cache_dtype != DTYPE_F32 && cache_dtype != DTYPE_BF16)
         return err_set(ERR_INVALID_ARG, "VAE cache dtype %s: expected f32 or bf16", dtype_name(cache_dtype));
     const int sf = wan_vae_spatial_factor(&v->cfg);
     if (height < sf || width < sf || height % sf || width % sf)
         return err_set(ERR_INVALID_ARG, "frame size %lldx%lld: width and height must be positive multiples of %d",
                        (long long)width, (long long)height, sf);
-    s->st = calloc((size_t)s->net->n_layers, sizeof *s->st);
+    s->rows_mode = rows;
+    TRY(band_layout(s, bands, band_lo, band_hi, rows));
+    const size_t n_states = (size_t)(banded(s) ? 1 + s->band_hi - s->band_lo : 1) * (size_t)s->net->n_layers;
+    s->st = calloc(n_states, sizeof *s->st);
     s->lv = calloc((size_t)s->net->n_levels, sizeof *s->lv);
     if (!s->st || !s->lv) return err_set(ERR_NOMEM, "out of memory");
     return ERR_OK;
 }
 
 static void stream_release(struct vae_stream *s) {
-    free(s->st), free(s->lv);
+    free(s->st), free(s->lv), free(s->bands), free(s->band_rows);
+    s->st = NULL, s->lv = NULL, s->bands = NULL, s->band_rows = NULL;
     arena_free(&s->arena);
 }
 
-size_t wan_vae_stream_bytes(const struct wan_vae *v, bool decoder, int64_t height, int64_t width,
-                            enum dtype cache_dtype) {
+static size_t stream_bytes(const struct wan_vae *v, bool decoder, int64_t height, int64_t width,
+                           enum dtype cache_dtype, int bands, int band_lo, int band_hi, bool rows) {
     struct vae_stream s;
-    if (stream_init(&s, v, decoder, height, width, cache_dtype) < 0) {
+    if (stream_init(&s, v, decoder, height, width, cache_dtype, bands, band_lo, band_hi, rows) < 0) {
         stream_release(&s);
         err_clear();
         return 0;
@@ -1004,15 +1307,22 @@ size_t wan_vae_stream_bytes(const struct wan_vae *v, bool decoder, int64_t heigh
     return bytes;
 }
 
-int wan_vae_stream_open(struct vae_stream **out, const struct wan_vae *v, const struct exec_ctx *ctx, bool decoder,
-                        int64_t height, int64_t width, enum dtype cache_dtype, vae_frame_fn sink, void *user) {
+size_t wan_vae_stream_bytes(const struct wan_vae *v, bool decoder, int64_t height, int64_t width,
+                            enum dtype cache_dtype) {
+    return stream_bytes(v, decoder, height, width, cache_dtype, 1, 0, 1, false);
+}
+
+static int stream_open(struct vae_stream **out, const struct wan_vae *v, const struct exec_ctx *ctx, bool decoder,
+                       int64_t height, int64_t width, enum dtype cache_dtype, int bands, int band_lo, int band_hi,
+                       vae_frame_fn sink, vae_rows_fn rows_sink, void *user) {
     *out = NULL;
     CHECK(ctx->backend == BACKEND_CPU, "the VAE runs on the CPU backend only (its CUDA kernels are not written yet)");
     struct vae_stream *s = calloc(1, sizeof *s);
     if (!s) return err_set(ERR_NOMEM, "out of memory");
-    int rc = stream_init(s, v, decoder, height, width, cache_dtype);
+    const bool rows = rows_sink != NULL;
+    int rc = stream_init(s, v, decoder, height, width, cache_dtype, bands, band_lo, band_hi, rows);
     if (rc == ERR_OK) {
-        const size_t bytes = wan_vae_stream_bytes(v, decoder, height, width, cache_dtype);
+        const size_t bytes = stream_bytes(v, decoder, height, width, cache_dtype, bands, band_lo, band_hi, rows);
         rc = arena_init(&s->arena, decoder ? "vae decoder stream" : "vae encoder stream", bytes);
     }
     if (rc < 0) {
@@ -1021,9 +1331,27 @@ int wan_vae_stream_open(struct vae_stream **out, const struct wan_vae *v, const 
         return rc;
     }
     carve(s, &s->arena);
-    s->ctx = *ctx, s->sink = sink, s->sink_user = user;
+    s->ctx = *ctx, s->sink = sink, s->rows_sink = rows_sink, s->sink_user = user;
     *out = s;
     return ERR_OK;
+}
+
+int wan_vae_stream_open(struct vae_stream **out, const struct wan_vae *v, const struct exec_ctx *ctx, bool decoder,
+                        int64_t height, int64_t width, enum dtype cache_dtype, vae_frame_fn sink, void *user) {
+    return stream_open(out, v, ctx, decoder, height, width, cache_dtype, 1, 0, 1, sink, NULL, user);
+}
+
+int wan_vae_stream_open_bands(struct vae_stream **out, const struct wan_vae *v, const struct exec_ctx *ctx,
+                              int64_t height, int64_t width, enum dtype cache_dtype, int bands, vae_frame_fn sink,
+                              void *user) {
+    return stream_open(out, v, ctx, true, height, width, cache_dtype, bands, 0, bands, sink, NULL, user);
+}
+
+int wan_vae_stream_open_band(struct vae_stream **out, const struct wan_vae *v, const struct exec_ctx *ctx,
+                             int64_t height, int64_t width, enum dtype cache_dtype, int bands, int band,
+                             vae_rows_fn sink, void *user) {
+    CHECK(sink != NULL, "wan_vae_stream_open_band: a rows sink is required");
+    return stream_open(out, v, ctx, true, height, width, cache_dtype, bands, band, band + 1, NULL, sink, user);
 }
 
 void wan_vae_stream_set_probe(struct vae_stream *s, vae_probe_fn probe, void *user) {
@@ -1054,4 +1382,147 @@ void wan_vae_stream_close(struct vae_stream **sp) {
     stream_release(s);
     free(s);
     *sp = NULL;
+}
+
+/* ---- band counts, sizes and cost ---- */
+
+int wan_vae_bands_max(const struct wan_vae *v, int64_t height) {
+    const int64_t h = height / wan_vae_spatial_factor(&v->cfg);
+    return h < 1 ? 1 : h > INT32_MAX ? INT32_MAX : (int)h;
+}
+
+size_t wan_vae_decode_bytes(const struct wan_vae *v, int64_t height, int64_t width, enum dtype cache_dtype, int bands,
+                            int band) {
+    if (band < 0) return stream_bytes(v, true, height, width, cache_dtype, bands, 0, bands, false);
+    return stream_bytes(v, true, height, width, cache_dtype, bands, band, band + 1, true);
+}
+
+/* Band-major: the largest band's stream. */
+static size_t band_major_bytes(const struct wan_vae *v, int64_t height, int64_t width, enum dtype cache_dtype,
+                               int bands) {
+    size_t most = 0;
+    for (int b = 0; b < bands; b++) {
+        const size_t n = wan_vae_decode_bytes(v, height, width, cache_dtype, bands, b);
+        if (n == 0) return 0;
+        most = n > most ? n : most;
+    }
+    return most;
+}
+
+int wan_vae_decode_bands_for(const struct wan_vae *v, int64_t height, int64_t width, enum dtype cache_dtype,
+                             bool band_major, size_t budget) {
+    const int most = wan_vae_bands_max(v, height);
+    for (int n = 1; n <= most; n++) {
+        const size_t bytes = band_major ? band_major_bytes(v, height, width, cache_dtype, n)
+                                        : wan_vae_decode_bytes(v, height, width, cache_dtype, n, -1);
+        if (bytes > 0 && bytes <= budget) return n;
+    }
+    return 0;
+}
+
+/* Multiply-adds of layer L on one input frame of rows [i0, i1) at a level of h x w (an upsample: its conv runs
+ * on twice the rows and width; upsample3d: two output frames per input frame). */
+static double layer_macs(const struct vae_layer *L, int64_t h, double w, int64_t i0, int64_t i1) {
+    const double ci = (double)L->cin, co = (double)L->cout, rows = (double)(i1 - i0);
+    const double e = (i0 > 0) + (i1 < h); /* rows a 3x3 conv drops */
+    switch (L->kind) {
+    case VAE_CONV: return (double)L->conv1.kt * L->conv1.k * L->conv1.k * ci * co * (rows - (L->conv1.k == 3) * e) * w;
+    case VAE_RESBLOCK:
+        return 27.0 * ci * co * (rows - e) * w + 27.0 * co * co * (rows - 2 * e) * w +
+               (L->shortcut.w.data ? ci * co * rows * w : 0);
+    case VAE_ATTN: return 4.0 * ci * ci * rows * w + 2.0 * rows * w * rows * w * ci; /* (whole frames only) */
+    case VAE_HEAD: return 27.0 * ci * co * (rows - e) * w;
+    case VAE_UP2D: return 9.0 * ci * co * (2 * rows - e) * 2 * w;
+    case VAE_UP3D: return 3.0 * ci * 2.0 * ci * rows * w + 2.0 * 9.0 * ci * co * (2 * rows - e) * 2 * w;
+    case VAE_DOWN2D:
+    case VAE_DOWN3D: return 9.0 * ci * co * rows * w / 4.0;
+    }
+    return 0;
+}
+
+double wan_vae_decode_halo_cost(const struct wan_vae *v, int64_t height, int64_t width, int bands,
+                                double *pre_fraction) {
+    if (pre_fraction) *pre_fraction = 0;
+    struct vae_stream s;
+    if (stream_init(&s, v, true, height, width, DTYPE_F32, bands, 0, bands, false) < 0) {
+        stream_release(&s);
+        err_clear();
+        return -1;
+    }
+    const int split = band_split(s.net);
+    double pre = 0, whole = 0, banded_macs = 0, frames = 1; /* frames per latent frame at the layer (steady) */
+    for (int li = 0; li < s.net->n_layers; li++) {
+        const struct vae_layer *L = &s.net->layers[li];
+        int64_t h, w;
+        level_size(&s, L->level, &h, &w);
+        const double full = frames * layer_macs(L, h, (double)w, 0, h);
+        if (li < split) {
+            pre += full;
+        } else {
+            whole += full;
+            for (int b = 0; b < s.n_bands; b++) {
+                const int64_t *r = banded(&s) ? s.bands[b].rows[li] : NULL;
+                banded_macs += frames * layer_macs(L, h, (double)w, r ? r[BAND_IN0] : 0, r ? r[BAND_IN1] : h);
+            }
+        }
+        if (L->kind == VAE_UP3D) frames *= 2;
+    }
+    stream_release(&s);
+    if (pre_fraction) *pre_fraction = pre / (pre + whole);
+    return whole > 0 ? banded_macs / whole - 1.0 : 0;
+}
+
+int wan_vae_decode_choose_bands(const struct wan_vae *v, int64_t height, int64_t width, enum dtype cache_dtype,
+                                int bands, size_t memory, int *out) {
+    const int most = wan_vae_bands_max(v, height);
+    if (bands > 0) {
+        if (bands > most)
+            return err_set(ERR_INVALID_ARG, "--vae-bands %d: at most %d at height %lld (one latent row each)", bands,
+                           most, (long long)height);
+        *out = bands;
+        return ERR_OK;
+    }
+    const size_t budget = memory > 0 ? memory : WAN_VAE_BAND_BUDGET_DEFAULT;
+    *out = wan_vae_decode_bands_for(v, height, width, cache_dtype, true, budget);
+    if (*out > 0) return ERR_OK;
+    const int n16 = most < 16 ? most : 16;
+    size_t need = 0;
+    for (int b = 0; b < n16; b++) {
+        const size_t n = wan_vae_decode_bytes(v, height, width, cache_dtype, n16, b);
+        need = n > need ? n : need;
+    }
+    return err_set(ERR_INVALID_ARG,
+                   "--vae-memory %.3g (GiB): no band count keeps the decoder state of a %lldx%lld decode within it "
+                   "(%d bands need %.1f MiB); raise --vae-memory or choose --vae-bands",
+                   budget / 1073741824.0, (long long)width, (long long)height, n16, need / 1048576.0);
+}
+
+/* ---- band-major clip decode ---- */
+
+int wan_vae_decode_clip(const struct wan_vae *v, const struct exec_ctx *ctx, const struct tensor *latents,
+                        enum dtype cache_dtype, int bands, vae_rows_fn sink, void *user) {
+    const int64_t z = v->cfg.z_dim, sf = wan_vae_spatial_factor(&v->cfg);
+    char got[64];
+    if (latents->ndim != 4 || latents->shape[0] != z || latents->shape[1] < 1 || latents->dtype != DTYPE_F32 ||
+        !tensor_is_contiguous(latents))
+        return err_set(ERR_SHAPE, "VAE clip decode: latents %s; expected a contiguous f32 [%lld, F, h, w]",
+                       tensor_shape_str(got, sizeof got, latents), (long long)z);
+    const int64_t f = latents->shape[1], h = latents->shape[2], w = latents->shape[3];
+    float *frame = malloc((size_t)(z * h * w) * sizeof(float));
+    if (!frame) return err_set(ERR_NOMEM, "out of memory");
+    const float *ld = latents->data;
+    int rc = ERR_OK;
+    for (int b = 0; rc == ERR_OK && b < bands; b++) {
+        struct vae_stream *s = NULL;
+        rc = wan_vae_stream_open_band(&s, v, ctx, h * sf, w * sf, cache_dtype, bands, b, sink, user);
+        for (int64_t fi = 0; rc == ERR_OK && fi < f; fi++) {
+            for (int64_t c = 0; c < z; c++)
+                memcpy(frame + c * h * w, ld + (c * f + fi) * h * w, (size_t)(h * w) * sizeof(float));
+            struct tensor t = tensor_f32_3d(frame, z, h, w);
+            rc = wan_vae_stream_push(s, &t);
+        }
+        wan_vae_stream_close(&s);
+    }
+    free(frame);
+    return rc;
 }

@@ -13,6 +13,19 @@
  * The cross-frame state can be kept in bf16 (cache_dtype): about half the memory, no longer exact
  * (docs/numerics.md states the tolerance); the computation stays float32.
  *
+ * Row bands (decoder only): after the middle block (whose attention is global per frame) every layer is
+ * spatially local, so the rest of the decoder can run on horizontal bands of the frame, each widened by a halo of
+ * rows that covers its receptive field, with its own causal state for those rows. A band's output rows are
+ * bit-identical to the same rows of the whole-frame decode (f32 or bf16 cache alike), frame after frame, given
+ * a convolution whose pixels do not depend on the frame's height (kernels/cpu/kern_conv.c). Two schedules:
+ *  - frame-major (wan_vae_stream_open_bands): every band of a frame, then the next frame; frames still stream
+ *    out whole. Saves the work frames only: the causal state of all bands is alive at once, and it is most of
+ *    the memory (docs/benchmarks.md);
+ *  - band-major (wan_vae_stream_open_band, wan_vae_decode_clip): one band through every frame of the clip,
+ *    then the next band (the part before the middle block is recomputed per band). Only one band's state
+ *    exists at a time, so memory falls with the band count; needs the clip's latents up front and delivers
+ *    rows, not whole frames.
+ *
  *   encoder: pixels [3, H, W] in [-1, 1], T = 1 + 4k frames -> 1 + k normalised latents [z, H/8, W/8]
  *            (the mean only; trailing (T - 1) mod 4 frames produce nothing, as upstream)
  *   decoder: normalised latents [z, h, w], F frames -> 1 + 4 (F - 1) pixel frames [3, 8h, 8w] in [-1, 1]
@@ -110,6 +123,8 @@ size_t wan_vae_tensor_list(const struct wan_vae_config *c, struct vae_tensor_des
 
 /* Called with every produced frame: index counts from 0; frame is [C, H, W] on the context's device. */
 typedef int (*vae_frame_fn)(void *user, int64_t index, const struct tensor *frame);
+/* Band-major decoding: rows [row0, row0 + rows->shape[1]) of output frame index, rows [C, r, W]. */
+typedef int (*vae_rows_fn)(void *user, int64_t index, int64_t row0, const struct tensor *rows);
 /* Optional: called after every layer with its output frame (tests compare them with the reference). */
 typedef void (*vae_probe_fn)(void *user, const char *layer, int64_t index, const struct tensor *frame);
 
@@ -133,6 +148,52 @@ int wan_vae_stream_push(struct vae_stream *s, const struct tensor *frame);
 /* Frames the sink received so far. */
 int64_t wan_vae_stream_produced(const struct vae_stream *s);
 void wan_vae_stream_close(struct vae_stream **s);
+
+/* ---- decoder row bands ---- */
+
+/* Bands a decode of h x w pixels may use: 1 ... latent rows (each band owns at least one latent row). */
+int wan_vae_bands_max(const struct wan_vae *v, int64_t height);
+/* Bytes of a decoder stream cut into bands (wan_vae_stream_bytes counts the same things): band -1 for the
+ * frame-major stream (every band's state), b in [0, bands) for band b alone (band-major). 0 when invalid.
+ * bands = 1, band = -1 is wan_vae_stream_bytes(v, true, ...). */
+size_t wan_vae_decode_bytes(const struct wan_vae *v, int64_t height, int64_t width, enum dtype cache_dtype, int bands,
+                            int band);
+/* The fewest bands whose stream fits budget bytes (band-major: the largest band's stream; frame-major: the
+ * whole stream); 0 when no count fits (band-major's floor, what every band keeps whole, is about 1 GiB at 720P
+ * f32, approached only with dozens of bands and several times the arithmetic). */
+int wan_vae_decode_bands_for(const struct wan_vae *v, int64_t height, int64_t width, enum dtype cache_dtype,
+                             bool band_major, size_t budget);
+/* The arithmetic bands add after the middle block, as a fraction of that part's work without bands (0 for one
+ * band): the halo rows each band computes beyond its own, weighted by every layer's multiply-adds, in the
+ * steady state (4 video frames per latent frame). Band-major also runs the part before the middle block once
+ * per band; *pre_fraction (optional) receives that part's share of the unbanded decode's work. */
+double wan_vae_decode_halo_cost(const struct wan_vae *v, int64_t height, int64_t width, int bands,
+                                double *pre_fraction);
+/* A frame-major decoder stream in bands (bands = 1: wan_vae_stream_open's decoder). Output as that of
+ * wan_vae_stream_open: whole frames through sink, bit-identical to the unbanded stream. */
+int wan_vae_stream_open_bands(struct vae_stream **out, const struct wan_vae *v, const struct exec_ctx *ctx,
+                              int64_t height, int64_t width, enum dtype cache_dtype, int bands, vae_frame_fn sink,
+                              void *user);
+/* A decoder stream that computes band b of bands only: the rows of every output frame that band b owns go to
+ * sink (bit-identical to those rows of the unbanded decode). Push every latent frame of the clip through one
+ * such stream per band. */
+int wan_vae_stream_open_band(struct vae_stream **out, const struct wan_vae *v, const struct exec_ctx *ctx,
+                             int64_t height, int64_t width, enum dtype cache_dtype, int bands, int band,
+                             vae_rows_fn sink, void *user);
+/* Band-major decode of a whole clip: latents [z, F, h, w] (normalised), one band stream after the other;
+ * every output row reaches sink once (frame index, first row, rows). */
+int wan_vae_decode_clip(const struct wan_vae *v, const struct exec_ctx *ctx, const struct tensor *latents,
+                        enum dtype cache_dtype, int bands, vae_rows_fn sink, void *user);
+
+/* Default budget for a band-major decode's stream (the fewest bands whose largest band stream fits): 720P
+ * float32 then takes 6 bands (2.3 GiB instead of 9.6 GiB, about a third more arithmetic; docs/benchmarks.md). */
+#define WAN_VAE_BAND_BUDGET_DEFAULT ((size_t)5 << 29) /* 2.5 GiB */
+
+/* The band count of a band-major decode: bands > 0 is checked against wan_vae_bands_max; bands <= 0 asks for the
+ * fewest bands whose largest band stream fits memory bytes (0: WAN_VAE_BAND_BUDGET_DEFAULT). The error names
+ * --vae-bands or --vae-memory and what would fit. */
+int wan_vae_decode_choose_bands(const struct wan_vae *v, int64_t height, int64_t width, enum dtype cache_dtype,
+                                int bands, size_t memory, int *out);
 
 /* Output frame counts: decode F latents -> 1 + 4 (F - 1) frames; encode T frames -> 1 + (T - 1) / 4 latents. */
 int64_t wan_vae_decoded_frames(const struct wan_vae_config *c, int64_t latent_frames);

@@ -2,7 +2,8 @@
  *
  * vae-decode: HDF5 `latents` float32 [z, F, h, w] (normalised, the DiT's space) -> HDF5 `video` float32
  * [3, T, 8h, 8w] in [-1, 1], T = 4 (F - 1) + 1, or an encoded video (MP4/MKV/WebM) whose frames are appended
- * as the decoder produces them.
+ * as the decoder produces them. With row bands (--vae-bands, --vae-memory; model/wan_vae.h) the decoder runs one
+ * band through the whole clip at a time: the same bits in less memory, the clip held whole until the last band.
  * vae-encode: an image, a video (centre-cropped and resized to --size) or HDF5 `video` [3, T, H, W] in [-1, 1]
  * -> HDF5 `latents` [z, 1 + (T - 1) / 4, H / 8, W / 8].
  * Both validate the model, the input and the output path before the first frame, stream frames through
@@ -31,7 +32,7 @@ static bool is_video_path(const char *p) {
 struct decode_sink {
     float *video;              /* HDF5 output [3, T, H, W], or NULL */
     struct video_writer *writer; /* encoded output, or NULL */
-    float *frame;              /* writer staging [3, H, W] */
+    uint8_t *rgb;              /* band-major encoded output: the clip as RGB24 [T, H, W, 3] until the last band */
     int64_t t_total, h, w;
 };
 
@@ -42,6 +43,24 @@ static int decode_sink_frame(void *user, int64_t index, const struct tensor *fra
     if (s->writer) return video_writer_add_f32(s->writer, src);
     for (int c = 0; c < 3; c++)
         memcpy(s->video + ((int64_t)c * s->t_total + index) * plane, src + c * plane, (size_t)plane * sizeof(float));
+    return ERR_OK;
+}
+
+/* Band-major: rows [row0, row0 + r) of frame index, [3, r, W], into the HDF5 video or the RGB24 clip (spec 6.8
+ * conversion, as video_writer_add_f32 does it, so the encoded file does not depend on the band count). */
+static int decode_sink_rows(void *user, int64_t index, int64_t row0, const struct tensor *rows) {
+    struct decode_sink *s = user;
+    const int64_t r = rows->shape[1], n = r * s->w;
+    const float *src = rows->data;
+    if (s->rgb) {
+        uint8_t *dst = s->rgb + (index * s->h + row0) * s->w * 3;
+        for (int64_t i = 0; i < n; i++)
+            for (int c = 0; c < 3; c++) dst[3 * i + c] = video_unit_to_u8(src[c * n + i]);
+        return ERR_OK;
+    }
+    for (int c = 0; c < 3; c++)
+        memcpy(s->video + (((int64_t)c * s->t_total + index) * s->h + row0) * s->w, src + c * n,
+               (size_t)n * sizeof(float));
     return ERR_OK;
 }
 
@@ -73,6 +92,12 @@ int worker_vae_decode(const struct vae_decode_options *o) {
     const int64_t f = lat.shape[1], lh = lat.shape[2], lw = lat.shape[3];
     sink.h = lh * sf, sink.w = lw * sf, sink.t_total = wan_vae_decoded_frames(&v->cfg, f);
     struct exec_ctx ctx = exec_ctx_cpu(o->threads);
+    /* row bands: band-major, the clip held whole (the HDF5 array, or RGB24 for an encoded output) */
+    int bands = 1;
+    if (o->vae_bands > 1 || o->vae_memory > 0) {
+        rc = wan_vae_decode_choose_bands(v, sink.h, sink.w, o->vae_cache, o->vae_bands, o->vae_memory, &bands);
+        if (rc < 0) goto end;
+    }
     if (to_video) {
         struct video_writer_options wo;
         video_writer_default_options(&wo);
@@ -86,27 +111,40 @@ int worker_vae_decode(const struct vae_decode_options *o) {
                                       (long long)sink.h, (long long)sink.w);
         if (rc == ERR_OK) rc = h5_create(&out, o->out_path, o->force);
     }
-    if (rc == ERR_OK)
+    size_t stream_bytes = 0;
+    for (int b = 0; b < bands; b++) {
+        const size_t n = bands == 1 ? wan_vae_stream_bytes(v, true, sink.h, sink.w, o->vae_cache)
+                                    : wan_vae_decode_bytes(v, sink.h, sink.w, o->vae_cache, bands, b);
+        stream_bytes = n > stream_bytes ? n : stream_bytes;
+    }
+    if (rc == ERR_OK && bands > 1 && to_video) {
+        sink.rgb = malloc((size_t)(sink.t_total * sink.h * sink.w * 3));
+        if (!sink.rgb) rc = err_set(ERR_NOMEM, "out of memory for a %lld-frame RGB clip", (long long)sink.t_total);
+    }
+    if (rc == ERR_OK && bands == 1)
         rc = wan_vae_stream_open(&stream, v, &ctx, true, sink.h, sink.w, o->vae_cache, decode_sink_frame, &sink);
     if (rc == ERR_OK)
-        LOG_INFO("vae-decode: %lld latent frames %lldx%lld -> %lld frames %lldx%lld; stream memory %.1f MiB (%s cache, "
-                 "%d threads)",
+        LOG_INFO("vae-decode: %lld latent frames %lldx%lld -> %lld frames %lldx%lld; stream memory %.1f MiB%s (%s "
+                 "cache, %d row band%s, %d threads)",
                  (long long)f, (long long)lw, (long long)lh, (long long)sink.t_total, (long long)sink.w,
-                 (long long)sink.h, wan_vae_stream_bytes(v, true, sink.h, sink.w, o->vae_cache) / 1048576.0,
-                 dtype_name(o->vae_cache), exec_ctx_threads(&ctx));
+                 (long long)sink.h, stream_bytes / 1048576.0, bands > 1 ? " (the largest band)" : "",
+                 dtype_name(o->vae_cache), bands, bands > 1 ? "s" : "", exec_ctx_threads(&ctx));
     zframe = malloc((size_t)(z * lh * lw) * sizeof(float));
     if (rc == ERR_OK && !zframe) rc = err_set(ERR_NOMEM, "out of memory");
     const double t0 = time_now();
     const float *ld = lat.data;
-    for (int64_t fi = 0; rc == ERR_OK && fi < f; fi++) {
+    for (int64_t fi = 0; rc == ERR_OK && bands == 1 && fi < f; fi++) {
         for (int64_t c = 0; c < z; c++)
             memcpy(zframe + c * lh * lw, ld + (c * f + fi) * lh * lw, (size_t)(lh * lw) * sizeof(float));
         struct tensor zt = tensor_f32_3d(zframe, z, lh, lw);
         rc = wan_vae_stream_push(stream, &zt);
         LOG_DEBUG("vae-decode: latent frame %lld/%lld done", (long long)(fi + 1), (long long)f);
     }
+    if (rc == ERR_OK && bands > 1) rc = wan_vae_decode_clip(v, &ctx, &lat, o->vae_cache, bands, decode_sink_rows, &sink);
+    for (int64_t t = 0; rc == ERR_OK && sink.rgb && t < sink.t_total; t++)
+        rc = video_writer_add_rgb24(sink.writer, sink.rgb + t * sink.h * sink.w * 3);
     if (rc == ERR_OK)
-        LOG_INFO("vae-decode: %lld frames in %.2f s", (long long)wan_vae_stream_produced(stream), time_now() - t0);
+        LOG_INFO("vae-decode: %lld frames in %.2f s", (long long)sink.t_total, time_now() - t0);
     if (rc == ERR_OK && out) {
         rc = h5_write_f32(out, "video", sink.video, 4, (int64_t[]){3, sink.t_total, sink.h, sink.w});
         if (rc == ERR_OK) rc = h5_attr_set_i64(out, "latent_frames", f);
@@ -121,7 +159,7 @@ end:
     wan_vae_stream_close(&stream);
     h5_close(&out);
     wan_vae_free(&v);
-    free(lat.data), free(sink.video), free(zframe);
+    free(lat.data), free(sink.video), free(sink.rgb), free(zframe);
     return rc;
 }
 

@@ -104,6 +104,8 @@ struct vae_decode_options {
     int crf;                /* < 0: the codec's reelfarm default */
     const char *preset;     /* NULL: the encoder's default */
     enum dtype vae_cache;   /* the VAE stream's cross-frame state: DTYPE_F32 (exact, default) or DTYPE_BF16 */
+    int vae_bands;          /* > 1: band-major decode in this many row bands (model/wan_vae.h) */
+    size_t vae_memory;      /* > 0: band-major, the fewest bands whose stream fits this many bytes */
     int threads;
     bool force;
 };
@@ -130,6 +132,9 @@ struct bench_vae_options {
     int64_t base_dim;       /* > 0 overrides 96 */
     bool encode;            /* time the encoder instead of the decoder */
     enum dtype vae_cache;   /* the stream's cross-frame state: DTYPE_F32 (default) or DTYPE_BF16 */
+    int vae_bands;          /* > 0: decoder row bands (model/wan_vae.h), frame-major unless vae_band_major */
+    bool vae_band_major;    /* one band through every latent frame, then the next */
+    size_t vae_memory;      /* > 0: band-major with the fewest bands whose stream fits this many bytes */
     int threads;
     uint64_t seed;
 };

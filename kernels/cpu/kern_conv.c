@@ -15,8 +15,13 @@
  * Input frames may be bf16 (the VAE's stored causal state): each row is widened to f32 as the phase images are
  * built, so only a row of scratch is added and the arithmetic is the f32 path's. The bias may be a whole frame
  * (a partial sum of earlier taps), copied into the accumulator in place of the per-channel bias.
+ * Every sgemm goes through kern_sgemm_row_stable (kern_linear.c): OpenBLAS rounds calls with M N K <= 100^3 in
+ * its small-matrix kernels, differently from the blocked path, and a band's N depends on the frame's height, so
+ * without it an output pixel could change with the height of the frame it is computed in (the VAE decoder's row
+ * bands rely on it not changing). Bands and column blocks are therefore never so short that their sgemm is small
+ * (the last one takes the remainder); only a frame too small for one such band is padded with scratch weight
+ * rows (the tiny test VAEs).
  */
-#include <cblas.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -28,7 +33,7 @@
  * CONV_MIN_BANDS bands when it has the rows, so that many threads find work. The band size depends only on the
  * frame's geometry, never on the thread count: OpenBLAS may round edge tiles differently, so a thread-dependent
  * split would change bits. */
-enum { CONV_TARGET_COLS = 8192, CONV_MIN_BANDS = 16 };
+enum { CONV_TARGET_COLS = 8192, CONV_MIN_BANDS = 16, CONV_POINTWISE_COLS = 1024 };
 
 struct conv_plan {
     int64_t ci, co, h, w, ho, wo; /* h, w: the (virtual, upsampled) input size */
@@ -131,8 +136,7 @@ static void conv_band(const struct conv_plan *p, float *y, int nf, const struct 
                 const float *ph = scratch + f * phase_floats + (int64_t)((ky % s) * s + kx % s) * p->ci * plane;
                 const float *src = ph + (ky / s) * p->wq + kx / s;
                 const float *wt = w + ((int64_t)f * taps + ky * p->kw + kx) * p->co * p->ci;
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (blasint)p->co, (blasint)n, (blasint)p->ci, 1.0f,
-                            wt, (blasint)p->ci, src, (blasint)plane, 1.0f, acc, (blasint)n);
+                kern_sgemm_row_stable(false, p->co, n, p->ci, 1.0f, wt, p->ci, src, plane, 1.0f, acc, n);
             }
     }
     for (int64_t o = 0; o < p->co; o++)
@@ -144,10 +148,14 @@ static void conv_band(const struct conv_plan *p, float *y, int nf, const struct 
 static void conv_pointwise(const struct exec_ctx *ctx, float *y, int64_t co, int64_t ci, int64_t np, int nf,
                            const float *const *x, const float *w, const struct conv_bias *b) {
     const int nt = kern_cpu_threads(ctx);
-    const int64_t nblk = (np + 1023) / 1024;
+    /* column blocks of CONV_POINTWISE_COLS, at least enough that the sgemm is not small; the last takes the rest */
+    int64_t cols = SGEMM_SMALL_MNK_MAX / (co * ci) + 1;
+    if (cols < CONV_POINTWISE_COLS) cols = CONV_POINTWISE_COLS;
+    if (cols > np) cols = np;
+    const int64_t nblk = np / cols;
 #pragma omp parallel for num_threads(nt) schedule(dynamic, 1)
     for (int64_t blk = 0; blk < nblk; blk++) {
-        const int64_t c0 = blk * 1024, nc = c0 + 1024 < np ? 1024 : np - c0;
+        const int64_t c0 = blk * cols, nc = blk == nblk - 1 ? np - c0 : cols;
         for (int64_t o = 0; o < co; o++) {
             float *yo = y + o * np + c0;
             if (b->frame) {
@@ -159,8 +167,8 @@ static void conv_pointwise(const struct exec_ctx *ctx, float *y, int64_t co, int
         }
         for (int f = 0; f < nf; f++)
             if (x[f])
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (blasint)co, (blasint)nc, (blasint)ci, 1.0f,
-                            w + (int64_t)f * co * ci, (blasint)ci, x[f] + c0, (blasint)np, 1.0f, y + c0, (blasint)np);
+                kern_sgemm_row_stable(false, co, nc, ci, 1.0f, w + (int64_t)f * co * ci, ci, x[f] + c0, np, 1.0f, y + c0,
+                                      np);
     }
 }
 
@@ -196,17 +204,22 @@ void kern_conv_frames_cpu(const struct exec_ctx *ctx, struct tensor *y, int n_fr
     int64_t band = (CONV_TARGET_COLS + p.wq - 1) / p.wq;
     const int64_t min_split = (p.ho + CONV_MIN_BANDS - 1) / CONV_MIN_BANDS;
     if (band > min_split) band = min_split;
+    /* no band so short that its sgemms are small (see the top of the file) */
+    const int64_t band_not_small = SGEMM_SMALL_MNK_MAX / (p.co * p.ci * p.wq) + 1;
+    if (band < band_not_small) band = band_not_small;
+    if (band > p.ho) band = p.ho;
     if (band < 1) band = 1;
-    const int64_t nbands = (p.ho + band - 1) / band;
+    const int64_t nbands = p.ho / band; /* the last band also takes the remainder */
+    const int64_t band_max = p.ho - (nbands - 1) * band;
     const int64_t scratch_floats =
-        (int64_t)n_frames * p.s * p.s * p.ci * (band + p.halo) * p.wq + p.co * band * p.wq + (p.w >> p.up);
+        (int64_t)n_frames * p.s * p.s * p.ci * (band_max + p.halo) * p.wq + p.co * band_max * p.wq + (p.w >> p.up);
 #pragma omp parallel num_threads(nt)
     {
         float *scratch = malloc((size_t)scratch_floats * sizeof(float));
         CHECK(scratch, "out of memory for a %lld-float convolution band", (long long)scratch_floats);
 #pragma omp for schedule(dynamic, 1)
         for (int64_t bi = 0; bi < nbands; bi++) {
-            const int64_t r0 = bi * band, r1 = r0 + band < p.ho ? r0 + band : p.ho;
+            const int64_t r0 = bi * band, r1 = bi == nbands - 1 ? p.ho : r0 + band;
             conv_band(&p, yd, n_frames, xs, w->data, &bias, r0, r1, scratch);
         }
         free(scratch);

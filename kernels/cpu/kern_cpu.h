@@ -69,6 +69,10 @@ void kern_transpose_cpu(const struct exec_ctx *ctx, struct tensor *y, const stru
 
 enum { ROPE_MAX_PAIRS = OP_HEAD_DIM_MAX / 2 };
 
+/* OpenBLAS may send an sgemm with M N K at most this to its small-matrix kernels, which round differently from
+ * its blocked path (kern_linear.c). The bound is used for both operand layouts: it covers the A B^T rule too. */
+enum { SGEMM_SMALL_MNK_MAX = 1000000 };
+
 /* Row-major C[m, n] = alpha A[m, k] op(B) + beta C, with op(B) = B [k, n], or B^T for B [n, k] when trans_b
  * (cblas_sgemm(CblasRowMajor, CblasNoTrans, ...) with leading dimensions lda, ldb, ldc), such that every row of
  * C is bitwise independent of m and of the other rows in the call (for fixed n, k, trans_b, alpha, beta): calls

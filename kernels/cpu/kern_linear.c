@@ -33,11 +33,6 @@
  * on the 2-core EPYC); more tiles feed more threads. */
 enum { LINEAR_TILE_ROWS = 1024, LINEAR_TILE_MIN_COLS = 256, LINEAR_MIN_TILES = 4 };
 
-/* OpenBLAS may send a call with M N K at most this to its small-matrix kernels (see the top of the file). The
- * padding uses this bound for both operand layouts: it covers the A B^T rule too, and padding a call that would
- * not have needed it costs at most 100^3 multiply-adds. */
-enum { SGEMM_SMALL_MNK_MAX = 1000000 };
-
 /* Per-thread padded operands of kern_sgemm_row_stable, grown on demand and reused by later calls (OpenMP keeps
  * its threads), so the hot loops allocate nothing once the largest padding has been seen. */
 struct sgemm_pad {

@@ -9,6 +9,11 @@
  *  - bf16 cache (--vae-cache bf16): decode and encode against the exact f32 cache on the tiny VAE and a wider
  *    one: different (the bf16 state is really used) but within the tolerance of docs/numerics.md, no NaN; the
  *    stream needs less memory by at least half the full-resolution caches;
+ *  - row bands (spatial tiling after the middle block): frame-major and band-major decodes bit-identical to the
+ *    unbanded decode, every frame, on the tiny VAE and a wider one, odd latent heights, 3 latent frames (the
+ *    causal state and the temporal upsample's state cross frames), several band counts up to one band per latent
+ *    row, f32 and bf16 caches, 1 and 2 threads; every output row delivered once; memory falls with the band count
+ *    (band-major) and the stream sizes are what wan_vae_decode_bytes said; bad band counts refused;
  *  - bad inputs: zero frames, wrong rank, sizes that are not multiples of 16, unsupported codec, existing
  *    output: an error naming the problem and no output file.
  */
@@ -102,6 +107,37 @@ static void test_decode_encode(const char *model, const char *tmp) {
     printf("MP4 (crf 10) vs HDF5 frames: luma PSNR %.2f dB (bound %d dB)\n", psnr, PSNR_MIN_DB);
     T_CHECK(psnr >= PSNR_MIN_DB, "PSNR %.2f dB < %d dB", psnr, PSNR_MIN_DB);
     free(back);
+
+    /* --vae-bands / --vae-memory (band-major): the same HDF5 video and the same MP4 bytes */
+    const char *vh5_b = t_path(tmp, "video_bands.h5");
+    char mp4_b[1200];
+    snprintf(mp4_b, sizeof mp4_b, "%s/video_bands.mp4", tmp);
+    struct vae_decode_options db = decode_opts(model, lat, vh5_b);
+    db.vae_bands = 3;
+    T_REQUIRE(worker_vae_decode(&db) == ERR_OK, "banded decode to HDF5: %s", err_message());
+    struct tensor vb;
+    read_dataset(vh5_b, "video", &vb);
+    T_CHECK(tensor_numel(&vb) == tensor_numel(&v) && !memcmp(vb.data, v.data, (size_t)tensor_numel(&v) * sizeof(float)),
+            "vae-decode --vae-bands 3 differs from the unbanded HDF5 video");
+    free(vb.data);
+    db.out_path = mp4_b, db.fps_num = 16, db.fps_den = 1, db.crf = 10, db.vae_bands = 2;
+    T_REQUIRE(worker_vae_decode(&db) == ERR_OK, "banded decode to MP4: %s", err_message());
+    char *ma = NULL, *mb = NULL;
+    size_t la = 0, lb = 0;
+    T_REQUIRE(fs_read_file(mp4, &ma, &la, 1 << 26) == ERR_OK && fs_read_file(mp4_b, &mb, &lb, 1 << 26) == ERR_OK, "%s",
+              err_message());
+    printf("vae-decode --vae-bands 3 (HDF5) and 2 (MP4, %zu bytes): same output as one band\n", lb);
+    T_CHECK(la == lb && !memcmp(ma, mb, la), "vae-decode --vae-bands 2 wrote a different MP4 (%zu vs %zu bytes)", lb,
+            la);
+    free(ma), free(mb);
+    /* a budget no band count meets: a clear error naming --vae-memory, no output */
+    const char *vh5_m = t_path(tmp, "video_mem.h5");
+    db = decode_opts(model, lat, vh5_m);
+    db.vae_memory = 1024;
+    const int rc = worker_vae_decode(&db);
+    printf("vae-decode --vae-memory 1 KiB: %s\n", err_message());
+    T_CHECK(rc == ERR_INVALID_ARG && strstr(err_message(), "--vae-memory") && !fs_exists(vh5_m),
+            "an impossible --vae-memory: rc %d, %s", rc, err_message());
 
     /* encode both back: [16, 3, 4, 6] */
     const char *from_h5 = t_path(tmp, "enc_h5.h5"), *from_mp4 = t_path(tmp, "enc_mp4.h5");
@@ -290,6 +326,178 @@ static void test_cache_bf16(const char *model) {
     wan_vae_free(&v);
 }
 
+/* ---- row bands ---- */
+
+/* Band-major output: rows land in a clip [T][C, H, W]; every row must arrive exactly once. */
+struct rows_clip {
+    float *frames;
+    int64_t t, c, h, w;
+    int *hits; /* [T][H] */
+    int64_t bad;
+};
+
+static int rows_to_clip(void *user, int64_t index, int64_t row0, const struct tensor *rows) {
+    struct rows_clip *r = user;
+    const int64_t n = rows->shape[1];
+    if (index < 0 || index >= r->t || rows->shape[0] != r->c || rows->shape[2] != r->w || row0 < 0 ||
+        row0 + n > r->h) {
+        r->bad++;
+        return 0;
+    }
+    const float *src = rows->data;
+    for (int64_t ch = 0; ch < r->c; ch++)
+        memcpy(r->frames + ((index * r->c + ch) * r->h + row0) * r->w, src + ch * n * r->w,
+               (size_t)(n * r->w) * sizeof(float));
+    for (int64_t i = 0; i < n; i++) r->hits[index * r->h + row0 + i]++;
+    return 0;
+}
+
+/* The first differing frame and row of two clips [T][3, H, W], or -1. */
+static int64_t first_diff(const float *a, const float *b, int64_t t, int64_t h, int64_t w, int64_t *row) {
+    for (int64_t fi = 0; fi < t; fi++)
+        for (int64_t ch = 0; ch < 3; ch++)
+            for (int64_t i = 0; i < h; i++)
+                if (memcmp(a + ((fi * 3 + ch) * h + i) * w, b + ((fi * 3 + ch) * h + i) * w,
+                           (size_t)w * sizeof(float))) {
+                    *row = i;
+                    return fi;
+                }
+    return -1;
+}
+
+/* Decode latents [16, f, h, w] unbanded, then in n bands frame-major and band-major: all bit-identical. */
+static void check_bands(const struct wan_vae *v, const char *name, enum dtype cache, int threads, const float *z,
+                        int64_t f, int64_t h, int64_t w, const int *counts, int n_counts) {
+    const int64_t t = wan_vae_decoded_frames(&v->cfg, f), H = 8 * h, W = 8 * w, fn = 3 * H * W;
+    struct exec_ctx ctx = exec_ctx_cpu(threads);
+    struct collect ref = {.frames = malloc((size_t)(t * fn) * sizeof(float)), .frame_numel = fn};
+    stream_frames(v, true, cache, z, 16, f, h, w, &ref);
+    T_REQUIRE(ref.n == t, "%s: unbanded decode gave %lld frames", name, (long long)ref.n);
+    float *frame = malloc((size_t)(16 * h * w) * sizeof(float));
+    for (int k = 0; k < n_counts; k++) {
+        const int n = counts[k];
+        /* frame-major: whole frames through the usual sink */
+        struct collect got = {.frames = calloc((size_t)(t * fn), sizeof(float)), .frame_numel = fn};
+        struct vae_stream *s = NULL;
+        T_REQUIRE(wan_vae_stream_open_bands(&s, v, &ctx, H, W, cache, n, collect_frame, &got) == ERR_OK, "%s",
+                  err_message());
+        for (int64_t fi = 0; fi < f; fi++) {
+            for (int64_t c = 0; c < 16; c++)
+                memcpy(frame + c * h * w, z + (c * f + fi) * h * w, (size_t)(h * w) * sizeof(float));
+            struct tensor tf = tensor_f32_3d(frame, 16, h, w);
+            T_REQUIRE(wan_vae_stream_push(s, &tf) == 0, "push");
+            /* frames come out as soon as every band has them: 1 after the first latent frame, then 4 each */
+            T_CHECK(wan_vae_stream_produced(s) == wan_vae_decoded_frames(&v->cfg, fi + 1),
+                    "%s, %d bands: %lld frames after latent frame %lld", name, n, (long long)wan_vae_stream_produced(s),
+                    (long long)fi);
+        }
+        wan_vae_stream_close(&s);
+        int64_t row = 0, fd = got.n == t ? first_diff(ref.frames, got.frames, t, H, W, &row) : 0;
+        T_CHECK(got.n == t && fd < 0, "%s [16, %lld, %lld, %lld], %s cache, %d threads, %d bands frame-major: %lld "
+                "frames, first difference in frame %lld row %lld", name, (long long)f, (long long)h, (long long)w,
+                dtype_name(cache), exec_ctx_threads(&ctx), n, (long long)got.n, (long long)fd, (long long)row);
+        free(got.frames);
+        /* band-major: rows of one band through every frame, then the next band */
+        struct rows_clip rc = {.frames = calloc((size_t)(t * fn), sizeof(float)), .t = t, .c = 3, .h = H, .w = W,
+                               .hits = calloc((size_t)(t * H), sizeof(int))};
+        struct tensor zt = tensor_make(DTYPE_F32, DEVICE_CPU, (void *)z, 4, (int64_t[]){16, f, h, w});
+        T_REQUIRE(wan_vae_decode_clip(v, &ctx, &zt, cache, n, rows_to_clip, &rc) == ERR_OK, "%s", err_message());
+        int64_t once = 0;
+        for (int64_t i = 0; i < t * H; i++) once += rc.hits[i] == 1;
+        fd = first_diff(ref.frames, rc.frames, t, H, W, &row);
+        T_CHECK(rc.bad == 0 && once == t * H && fd < 0, "%s [16, %lld, %lld, %lld], %s cache, %d threads, %d bands "
+                "band-major: %lld bad calls, %lld of %lld rows once, first difference in frame %lld row %lld", name,
+                (long long)f, (long long)h, (long long)w, dtype_name(cache), exec_ctx_threads(&ctx), n,
+                (long long)rc.bad, (long long)once, (long long)(t * H), (long long)fd, (long long)row);
+        free(rc.frames), free(rc.hits);
+    }
+    printf("bands, %s [16, %lld, %lld, %lld], %s cache, %d threads: %d band counts checked (frame- and band-major) "
+           "against the unbanded decode\n",
+           name, (long long)f, (long long)h, (long long)w, dtype_name(cache), exec_ctx_threads(&ctx), n_counts);
+    free(frame), free(ref.frames);
+}
+
+/* Memory: band-major falls with the band count, frame-major never exceeds the unbanded stream by more than its
+ * halos; the arena is what wan_vae_decode_bytes says (a stream opens with exactly that). */
+static void check_band_bytes(const struct wan_vae *v, const char *name) {
+    const int64_t H = 720, W = 1280;
+    const size_t whole = wan_vae_stream_bytes(v, true, H, W, DTYPE_F32);
+    T_CHECK(wan_vae_decode_bytes(v, H, W, DTYPE_F32, 1, -1) == whole, "%s: 1 band must be the unbanded stream", name);
+    size_t prev = SIZE_MAX;
+    for (int n = 1; n <= 8; n *= 2) {
+        size_t most = 0;
+        for (int b = 0; b < n; b++) {
+            const size_t bb = wan_vae_decode_bytes(v, H, W, DTYPE_F32, n, b);
+            most = bb > most ? bb : most;
+        }
+        const size_t fm = wan_vae_decode_bytes(v, H, W, DTYPE_F32, n, -1);
+        double pre = 0;
+        const double halo = wan_vae_decode_halo_cost(v, H, W, n, &pre);
+        printf("%s decoder at 1280x720, %d bands: band-major %.1f MiB (largest band), frame-major %.1f MiB, unbanded "
+               "%.1f MiB; halo work +%.1f %% after the middle block (before it: %.1f %% of the decode)\n",
+               name, n, most / 1048576.0, fm / 1048576.0, whole / 1048576.0, 100 * halo, 100 * pre);
+        T_CHECK(most > 0 && most < prev, "%s: band-major memory must fall with the band count (%d bands: %zu)", name, n,
+                most);
+        T_CHECK(n == 1 || (halo > 0 && halo < 1), "%s: %d bands: halo cost %.3f", name, n, halo);
+        prev = most;
+    }
+    const int n4 = wan_vae_decode_bands_for(v, H, W, DTYPE_F32, true, wan_vae_decode_bytes(v, H, W, DTYPE_F32, 4, 1));
+    T_CHECK(n4 >= 2 && n4 <= 4, "%s: a budget of 4 bands' largest stream chose %d bands", name, n4);
+    T_CHECK(wan_vae_decode_bands_for(v, H, W, DTYPE_F32, true, SIZE_MAX) == 1, "%s: an unlimited budget needs 1 band",
+            name);
+    T_CHECK(wan_vae_decode_bands_for(v, H, W, DTYPE_F32, true, 1 << 20) == 0, "%s: 1 MiB fits no band count", name);
+    /* refused: 0 bands, more bands than latent rows, a band out of range, the encoder */
+    T_CHECK(wan_vae_decode_bytes(v, H, W, DTYPE_F32, 0, -1) == 0 &&
+                wan_vae_decode_bytes(v, H, W, DTYPE_F32, 91, -1) == 0 &&
+                wan_vae_decode_bytes(v, H, W, DTYPE_F32, 90, -1) > 0 &&
+                wan_vae_decode_bytes(v, H, W, DTYPE_F32, 4, 4) == 0,
+            "%s: band counts outside 1 ... latent rows must be refused", name);
+    struct exec_ctx ctx = exec_ctx_cpu(0);
+    struct vae_stream *s = NULL;
+    const int rc = wan_vae_stream_open_bands(&s, v, &ctx, 32, 48, DTYPE_F32, 5, collect_frame, NULL);
+    printf("5 bands of 4 latent rows: %s\n", err_message());
+    T_CHECK(rc == ERR_INVALID_ARG && !s && strstr(err_message(), "5 bands"), "5 bands of 4 latent rows: rc %d", rc);
+}
+
+static void test_bands(const char *model) {
+    struct wan_vae *v = NULL;
+    T_REQUIRE(wan_vae_load(&v, model) == ERR_OK, "%s", err_message());
+    const int64_t f = 3, h = 7, w = 5;
+    float *z = malloc((size_t)(16 * f * h * w) * sizeof(float));
+    t_fill_normal(z, 16 * f * h * w, 31, 5, 1.0f);
+    const int counts[] = {1, 2, 3, 4, 7};
+    check_bands(v, "tiny VAE", DTYPE_F32, 0, z, f, h, w, counts, 5);
+    check_bands(v, "tiny VAE", DTYPE_F32, 1, z, f, h, w, counts + 1, 2);
+    check_bands(v, "tiny VAE", DTYPE_BF16, 0, z, f, h, w, counts + 1, 2);
+    free(z);
+    /* tall and narrow: the halo at the middle block's level (13 latent rows) lies inside the frame */
+    const int64_t ft = 3, ht = 31, wt = 2;
+    z = malloc((size_t)(16 * ft * ht * wt) * sizeof(float));
+    t_fill_normal(z, 16 * ft * ht * wt, 33, 7, 1.0f);
+    const int counts_tall[] = {2, 3, 6};
+    check_bands(v, "tiny VAE", DTYPE_F32, 0, z, ft, ht, wt, counts_tall, 3);
+    check_band_bytes(v, "tiny VAE");
+    free(z);
+    wan_vae_free(&v);
+    struct wan_vae_config c;
+    wan_vae_default_config(&c);
+    c.base_dim = 32; /* wider: a third of the released width */
+    T_REQUIRE(wan_vae_create_random(&v, &c, 9) == ERR_OK, "%s", err_message());
+    const int64_t f2 = 3, h2 = 9, w2 = 6;
+    z = malloc((size_t)(16 * f2 * h2 * w2) * sizeof(float));
+    t_fill_normal(z, 16 * f2 * h2 * w2, 32, 6, 1.0f);
+    const int counts2[] = {2, 3, 5};
+    check_bands(v, "base_dim 32 VAE", DTYPE_F32, 0, z, f2, h2, w2, counts2, 3);
+    free(z);
+    const int64_t ft2 = 2, ht2 = 29, wt2 = 1;
+    z = malloc((size_t)(16 * ft2 * ht2 * wt2) * sizeof(float));
+    t_fill_normal(z, 16 * ft2 * ht2 * wt2, 34, 8, 1.0f);
+    check_bands(v, "base_dim 32 VAE", DTYPE_F32, 0, z, ft2, ht2, wt2, counts2, 1);
+    check_band_bytes(v, "base_dim 32 VAE");
+    free(z);
+    wan_vae_free(&v);
+}
+
 static void test_bad_inputs(const char *model, const char *tmp) {
     const char *out = t_path(tmp, "bad_out.h5");
     /* zero frames */
@@ -374,6 +582,7 @@ int main(void) {
     test_decode_encode(model, tmp);
     test_causality_and_memory(model);
     test_cache_bf16(model);
+    test_bands(model);
     test_bad_inputs(model, tmp);
     t_rmtree(tmp);
     return t_summary(__FILE__);
