@@ -4,7 +4,9 @@
  * Each request is one REQ round trip on a fresh socket with a receive timeout (--timeout, default 10 s): a
  * server that is not there gives an error line naming the endpoint, never a hang. `watch` subscribes to the
  * server's PUB socket (its address comes in every reply) and also asks for the job's status every 2 s, so a
- * missed event (the PUB/SUB slow joiner) or a dead server cannot leave it waiting. With --curve-secret and
+ * missed event (the PUB/SUB slow joiner) or a dead server cannot leave it waiting. `watch --events EP` follows a
+ * batch `render --progress-endpoint EP` instead: events only, its heartbeat telling it the render is alive.
+ * With --curve-secret and
  * --server-key both sockets use CURVE; a refused handshake fails the command at once with the reason.
  */
 #include <cJSON.h>
@@ -32,7 +34,7 @@
     "                            must be in the server's --allow-dir)\n"                                               \
     "  --server-key FILE         CURVE: the server's public key (the .pub of its --curve-secret)\n"
 
-enum { OPT_TO = 1100, OPT_TIMEOUT, OPT_OVERWRITE, OPT_JSON, OPT_CURVE_SECRET, OPT_SERVER_KEY };
+enum { OPT_TO = 1100, OPT_TIMEOUT, OPT_OVERWRITE, OPT_JSON, OPT_CURVE_SECRET, OPT_SERVER_KEY, OPT_EVENTS };
 
 /* Both CURVE files or neither: *c filled, or NULL. */
 static int client_curve(const char *secret, const char *server_key, struct msock_curve *c, const struct msock_curve **out) {
@@ -280,6 +282,7 @@ int cmd_submit_to(int argc, char **argv) {
 
 struct client_args {
     const char *to, *job;
+    const char *events; /* watch --events: a batch render's PUB endpoint */
     double timeout;
     bool json;
     struct msock_curve curve_keys;
@@ -288,6 +291,7 @@ struct client_args {
 
 static int parse_client(const char *cmd, const char *help, int argc, char **argv, struct client_args *a, bool json_ok) {
     static const struct option longopts[] = {{"to", required_argument, 0, OPT_TO},
+                                             {"events", required_argument, 0, OPT_EVENTS},
                                              {"timeout", required_argument, 0, OPT_TIMEOUT},
                                              {"json", no_argument, 0, OPT_JSON},
                                              CURVE_LONGOPTS,
@@ -302,6 +306,10 @@ static int parse_client(const char *cmd, const char *help, int argc, char **argv
     while ((ch = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
         switch (ch) {
         case OPT_TO: a->to = optarg; break;
+        case OPT_EVENTS:
+            if (strcmp(cmd, "watch") != 0) return usage_error(cmd, "unknown option '--events'");
+            a->events = optarg;
+            break;
         case OPT_CURVE_SECRET: csec = optarg; break;
         case OPT_SERVER_KEY: ckey = optarg; break;
         case OPT_TIMEOUT: rc = arg_f64("--timeout", optarg, 0.01, 86400, &a->timeout); break;
@@ -317,7 +325,8 @@ static int parse_client(const char *cmd, const char *help, int argc, char **argv
     }
     if (optind < argc) a->job = argv[optind++];
     if (optind < argc) return usage_error(cmd, "unexpected argument '%s'", argv[optind]);
-    if (!a->to) return usage_error(cmd, "give --to ENDPOINT (the service's --bind)");
+    if (a->to && a->events) return usage_error(cmd, "give --to (a service) or --events (a batch render), not both");
+    if (!a->to && !a->events) return usage_error(cmd, "give --to ENDPOINT (the service's --bind)");
     if (!csec != !ckey) return usage_error(cmd, "CURVE needs both --curve-secret FILE and --server-key FILE");
     if (client_curve(csec, ckey, &a->curve_keys, &a->curve) < 0) return run_error();
     return 0;
@@ -394,13 +403,19 @@ int cmd_cancel(int argc, char **argv) {
 
 static const char watch_help[] =
     "Usage: reelfarm watch --to ENDPOINT [JOB] [--timeout S]\n"
+    "       reelfarm watch --events ENDPOINT [JOB] [--timeout S]\n"
     "\n"
     "Follows a job's progress (the running one without JOB) with a progress bar on stderr until it ends.\n"
-    "Exit status: 0 the job is done, 1 it failed or was cancelled (or the server went away), 2 usage error.\n"
+    "--to: a render service (its --bind). --events: a batch `render --progress-endpoint ENDPOINT` (for example\n"
+    "a Slurm job); without JOB the first job heard from. A render that sends nothing, not even its heartbeat,\n"
+    "for --timeout seconds (default 10) is taken as gone.\n"
+    "Exit status: 0 the job is done, 1 it failed, was cancelled or interrupted (or the server or render went\n"
+    "away), 2 usage error.\n"
     CURVE_HELP;
 
 static bool job_state_ends(const char *state) {
-    return state && (!strcmp(state, "done") || !strcmp(state, "failed") || !strcmp(state, "cancelled"));
+    return state && (!strcmp(state, "done") || !strcmp(state, "failed") || !strcmp(state, "cancelled") ||
+                     !strcmp(state, "interrupted"));
 }
 
 static void draw(const char *job, const cJSON *ev, bool tty, double *last) {
@@ -429,17 +444,72 @@ static int outcome(const char *job, const char *state, const char *output, const
         printf("%s done %s\n", job, output ? output : "");
         return 0;
     }
-    if (!strcmp(state, "failed") || !strcmp(state, "cancelled")) {
+    if (!strcmp(state, "failed") || !strcmp(state, "cancelled") || !strcmp(state, "interrupted")) {
         fprintf(stderr, "reelfarm: error: job %s %s%s%s\n", job, state, error ? ": " : "", error ? error : "");
         return 1;
     }
     return -1;
 }
 
+/* One progress event for `job` (or any job when job is empty, which then becomes the one followed): drawn, and
+ * the outcome when it ends the job (0 done, 1 not), else -1. */
+static int watch_event(const cJSON *ev, char *job, size_t job_cap, bool tty, double *last_draw, bool *drawn) {
+    const char *id = rstr(ev, "job"), *e = rstr(ev, "event");
+    if (!id || !e) return -1;
+    if (!job[0] && strcmp(e, "heartbeat") != 0) snprintf(job, job_cap, "%s", id);
+    if (strcmp(id, job) != 0) return -1;
+    if (!strcmp(e, "row") || !strcmp(e, "chunk") || !strcmp(e, "started")) {
+        draw(job, ev, tty, last_draw);
+        *drawn = true;
+    }
+    if (!job_state_ends(e)) return -1;
+    if (*drawn && tty) fputc('\n', stderr);
+    return outcome(job, e, rstr(ev, "output"), rstr(ev, "error"));
+}
+
+/* watch --events: a batch render's PUB socket alone; silence (not even a heartbeat) for --timeout s ends it. */
+static int watch_events(const struct client_args *a) {
+    struct msock *sub = NULL;
+    if (msock_connect(&sub, MSOCK_SUB, a->events, a->curve) < 0) return run_error();
+    char job[128] = "";
+    if (a->job) snprintf(job, sizeof job, "%s", a->job);
+    const bool tty = isatty(fileno(stderr)) == 1;
+    double last_draw = -1e30, heard = time_now();
+    bool drawn = false;
+    int ret = -1;
+    while (ret < 0) {
+        char *text = NULL;
+        size_t len = 0;
+        int parts = 0;
+        const int got = msock_recv(sub, &text, &len, &parts, 250, 1 << 20);
+        if (got == MSOCK_REFUSED) {
+            err_set(ERR_IO, "%s: %s", a->events, msock_refusal(sub));
+            ret = run_error();
+            break;
+        }
+        if (got == 1) {
+            heard = time_now();
+            cJSON *ev = cJSON_Parse(text);
+            ret = watch_event(ev, job, sizeof job, tty, &last_draw, &drawn);
+            cJSON_Delete(ev);
+        }
+        free(text);
+        if (ret < 0 && time_now() - heard > a->timeout) {
+            if (drawn && tty) fputc('\n', stderr);
+            err_set(ERR_IO, "%s: no progress events%s for %.0f s; is a render with --progress-endpoint %s running?",
+                    a->events, job[0] ? " (not even a heartbeat)" : "", a->timeout, a->events);
+            ret = run_error();
+        }
+    }
+    msock_close(&sub);
+    return ret;
+}
+
 int cmd_watch(int argc, char **argv) {
     struct client_args a;
     int rc = parse_client("watch", watch_help, argc, argv, &a, false);
     if (rc) return rc < 0 ? 0 : rc; /* -1: --help */
+    if (a.events) return watch_events(&a);
     cJSON *req = cJSON_CreateObject(), *reply = NULL;
     cJSON_AddStringToObject(req, "op", "status");
     rc = client_call(a.to, a.curve, req, a.timeout, &reply);
@@ -493,17 +563,7 @@ int cmd_watch(int argc, char **argv) {
         if (got != 1) continue;
         cJSON *ev = cJSON_Parse(text);
         free(text);
-        const char *id = rstr(ev, "job"), *e = rstr(ev, "event");
-        if (id && e && !strcmp(id, job)) {
-            if (!strcmp(e, "row") || !strcmp(e, "chunk") || !strcmp(e, "started")) {
-                draw(job, ev, tty, &last_draw);
-                drawn = true;
-            }
-            if (job_state_ends(e)) {
-                if (drawn && tty) fputc('\n', stderr);
-                ret = outcome(job, e, rstr(ev, "output"), rstr(ev, "error"));
-            }
-        }
+        ret = watch_event(ev, job, sizeof job, tty, &last_draw, &drawn);
         cJSON_Delete(ev);
     }
     msock_close(&sub);

@@ -9,10 +9,27 @@
 #include "cli/args.h"
 #include "parallel/par_runtime.h"
 #include "coordinator/film.h"
+#include "coordinator/progress_pub.h"
 #include "coordinator/render_settings.h"
+#include "coordinator/service.h"
 #include "core/error.h"
 #include "io/fs.h"
+#include "io/msg_socket.h"
 #include "worker/worker.h"
+
+/* render --progress-endpoint: rank 0 publishes its progress (coordinator/progress_pub.h). */
+static int open_progress_pub(struct progress_pub **pub, const char *ep, const char *curve_secret, const char *allow_dir,
+                             const char *output) {
+    struct msock_curve curve;
+    if (curve_secret) TRY(msock_curve_load(&curve, curve_secret, NULL));
+    char job[64];
+    const char *slurm = getenv("SLURM_JOB_ID");
+    if (slurm && slurm[0])
+        snprintf(job, sizeof job, "slurm-%.50s", slurm);
+    else
+        snprintf(job, sizeof job, "render-%ld", (long)getpid());
+    return progress_pub_open(pub, ep, job, output, curve_secret ? &curve : NULL, allow_dir);
+}
 
 static const char render_help[] =
     "Usage: reelfarm render [FILM.json] [--prompt TEXT] [options]\n"
@@ -58,6 +75,10 @@ static const char render_help[] =
     "Progress:\n"
     "  --quiet                   no progress bar\n"
     "  --progress-json           one JSON object per event on stdout\n"
+    "  --progress-endpoint EP    also publish the events on a ZeroMQ PUB socket bound at EP (rank 0), for\n"
+    "                            `reelfarm watch --events EP` (docs/protocol.md); loopback or ipc://PATH, any\n"
+    "                            other address needs --curve-secret FILE --allow-dir DIR as `serve` does. The\n"
+    "                            job id is slurm-$SLURM_JOB_ID under Slurm, else render-PID\n"
     "  --threads N\n"
     "\n" ARG_PARALLEL_HELP
     "  --encoder-rank            the last rank decodes and encodes each chunk while the others denoise the\n"
@@ -67,6 +88,7 @@ static const char render_help[] =
     "SIGINT/SIGTERM save a checkpoint and exit (130/143) with the command that resumes.\n";
 
 enum {
+    OPT_PROGRESS_EP = 900, OPT_CURVE_SECRET, OPT_ALLOW_DIR,
     OPT_NEG = 1000, OPT_PROMPT_FILE, OPT_END_IMAGE, OPT_EXTEND, OPT_CODEC, OPT_CRF, OPT_PRESET, OPT_CKPT, OPT_CKPT_EVERY,
     OPT_NO_CKPT, OPT_KEEP_CKPT, OPT_RESUME, OPT_NOISE, OPT_SAVE_LATENTS, OPT_OVERWRITE, OPT_QUIET, OPT_JSON,
     OPT_OVERLAP_MODE, OPT_ENCODER_RANK, OPT_CAUSAL_ATTN, OPT_ADDNOISE, OPT_BASE, OPT_OVERLAP, OPT_AR, OPT_CBS, OPT_SECONDS
@@ -115,6 +137,8 @@ int cmd_render(int argc, char **argv) {
         {"save-latents", required_argument, 0, OPT_SAVE_LATENTS},
         {"overwrite", no_argument, 0, OPT_OVERWRITE}, {"quiet", no_argument, 0, OPT_QUIET},
         {"progress-json", no_argument, 0, OPT_JSON},  {"threads", required_argument, 0, 't'},
+        {"progress-endpoint", required_argument, 0, OPT_PROGRESS_EP},
+        {"curve-secret", required_argument, 0, OPT_CURVE_SECRET}, {"allow-dir", required_argument, 0, OPT_ALLOW_DIR},
         {"help", no_argument, 0, 'h'},                ARG_PARALLEL_LONGOPTS, {"encoder-rank", no_argument, 0, OPT_ENCODER_RANK},
         {0, 0, 0, 0}};
     static const char cmd[] = "render";
@@ -122,6 +146,7 @@ int cmd_render(int argc, char **argv) {
     render_settings_defaults(&s);
     struct render_options o = {.settings = &s};
     char *noise = NULL, *latents_out = NULL, *ckpt = NULL, *resume = NULL;
+    const char *progress_ep = NULL, *curve_secret = NULL, *allow_dir = NULL;
     optind = 0;
     opterr = 0;
     int ch, rc = 0, ret = 0;
@@ -196,6 +221,9 @@ int cmd_render(int argc, char **argv) {
         case OPT_OVERWRITE: o.overwrite = true; break;
         case OPT_QUIET: o.quiet = true; break;
         case OPT_JSON: o.progress_json = true; break;
+        case OPT_PROGRESS_EP: progress_ep = optarg; break;
+        case OPT_CURVE_SECRET: curve_secret = optarg; break;
+        case OPT_ALLOW_DIR: allow_dir = optarg; break;
         case 't': rc = arg_int("--threads", optarg, 1, 4096, &o.threads); break;
         case 'h': fputs(render_help, stdout); render_settings_free(&s); return 0;
         case ':': render_settings_free(&s); return usage_error(cmd, "option '%s' needs a value", argv[optind - 1]);
@@ -218,6 +246,14 @@ int cmd_render(int argc, char **argv) {
     if (resume && (s.set & (RS_BIT(RS_MODEL) | RS_BIT(RS_OUTPUT)))) {
         render_settings_free(&s);
         return usage_error(cmd, "--resume continues into the checkpoint's model and output; drop --model and --out");
+    }
+    if ((curve_secret || allow_dir) && (!progress_ep || !curve_secret || !allow_dir)) {
+        render_settings_free(&s);
+        return usage_error(cmd, "--curve-secret FILE and --allow-dir DIR go together, with --progress-endpoint");
+    }
+    if (progress_ep && service_check_endpoint("--progress-endpoint", progress_ep, curve_secret != NULL) < 0) {
+        render_settings_free(&s);
+        return usage_error(cmd, "%s", err_message());
     }
     if (o.no_checkpoint && (ckpt || o.checkpoint_every || o.keep_checkpoint)) {
         render_settings_free(&s);
@@ -247,10 +283,21 @@ int cmd_render(int argc, char **argv) {
     char **paths[] = {&s.model, &s.output, &s.image, &s.end_image, &s.extend, &noise, &latents_out, &ckpt};
     for (size_t i = 0; rc == ERR_OK && i < sizeof paths / sizeof paths[0]; i++) rc = absolutize(paths[i]);
     for (int i = 0; rc == ERR_OK && i < s.n_shots; i++) rc = absolutize(&s.shots[i].image);
+    struct progress_pub *pub = NULL;
+    if (rc == ERR_OK && progress_ep && par_rank() == 0) rc = open_progress_pub(&pub, progress_ep, curve_secret,
+                                                                                allow_dir, s.output);
+    if (pub) o.progress_hook = progress_pub_hook, o.progress_user = pub;
     if (rc == ERR_OK) {
         o.noise_path = noise, o.latents_out = latents_out, o.checkpoint = ckpt, o.resume = resume;
         int sig = 0;
         rc = worker_render(&o, &sig);
+        if (pub) { /* the outcome goes out last; closing may log, so the render's error is kept aside */
+            char why[2048];
+            snprintf(why, sizeof why, "%s", rc == ERR_OK ? "" : err_message());
+            progress_pub_close(&pub, rc == ERR_OK ? "done" : rc == ERR_INTERRUPTED ? "interrupted" : "failed",
+                               rc == ERR_OK ? NULL : why);
+            if (rc < 0) err_set((enum err_code)rc, "%s", why);
+        }
         if (rc == ERR_INTERRUPTED) {
             fprintf(stderr, "reelfarm render: %s\n", err_message());
             ret = 128 + (sig ? sig : 2);

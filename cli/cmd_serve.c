@@ -43,6 +43,9 @@ static const char serve_help[] =
     "  --allow-dir DIR           CURVE: the clients allowed to connect, one NAME.pub each; others are refused\n"
     "                            and logged\n"
     "  --state-dir DIR           the journal (journal.json); created if missing\n"
+    "  --files-root DIR          a folder whose files submitted films may read and write (their output, image,\n"
+    "                            end_image, extend, shot images; links followed); repeatable, default: the\n"
+    "                            working directory. Films naming anything else are refused\n"
     "  --model DIR               the model every job renders with (default: the built-in tiny model; films\n"
     "                            without settings then get render's small defaults)\n"
     "  --checkpoint-every K      checkpoint also every K denoising rows (default 0: at chunk ends)\n"
@@ -54,7 +57,8 @@ static const char serve_help[] =
     "request) stop the running job at the next row boundary with its checkpoint kept, and exit 0.\n";
 
 enum { SERVE_JOB = 1, SERVE_QUIT = 2 };
-enum { OPT_BIND = 1000, OPT_PUB, OPT_STATE, OPT_CKPT_EVERY, OPT_ENCODER_RANK, OPT_CURVE_SECRET, OPT_ALLOW_DIR };
+enum { OPT_BIND = 1000, OPT_PUB, OPT_STATE, OPT_CKPT_EVERY, OPT_ENCODER_RANK, OPT_CURVE_SECRET, OPT_ALLOW_DIR,
+       OPT_FILES_ROOT };
 
 struct serve {
     struct render_models *models;
@@ -149,6 +153,7 @@ int cmd_serve(int argc, char **argv) {
         {"threads", required_argument, 0, 't'},         {"encoder-rank", no_argument, 0, OPT_ENCODER_RANK},
         {"curve-secret", required_argument, 0, OPT_CURVE_SECRET},
         {"allow-dir", required_argument, 0, OPT_ALLOW_DIR},
+        {"files-root", required_argument, 0, OPT_FILES_ROOT},
         {"help", no_argument, 0, 'h'},                  ARG_PARALLEL_LONGOPTS,
         {0, 0, 0, 0}};
     static const char cmd[] = "serve";
@@ -157,6 +162,10 @@ int cmd_serve(int argc, char **argv) {
     struct service_options so = {0};
     const char *model = NULL, *curve_secret = NULL;
     struct msock_curve curve;
+    const char *roots_given[SERVICE_FILES_ROOTS_MAX];
+    static char roots[SERVICE_FILES_ROOTS_MAX][PATH_MAX];
+    const char *root_ptrs[SERVICE_FILES_ROOTS_MAX];
+    int n_roots = 0;
     int64_t every = 0;
     optind = 0;
     opterr = 0;
@@ -176,6 +185,10 @@ int cmd_serve(int argc, char **argv) {
         case OPT_ENCODER_RANK: mo.encoder_rank = true; break;
         case OPT_CURVE_SECRET: curve_secret = optarg; break;
         case OPT_ALLOW_DIR: so.allow_dir = optarg; break;
+        case OPT_FILES_ROOT:
+            if (n_roots == SERVICE_FILES_ROOTS_MAX) return usage_error(cmd, "--files-root: at most %d", n_roots);
+            roots_given[n_roots++] = optarg;
+            break;
         case 'h': fputs(serve_help, stdout); return 0;
         case ':': return usage_error(cmd, "option '%s' needs a value", argv[optind - 1]);
         default: return usage_error(cmd, "unknown option '%s'", argv[optind - 1]);
@@ -196,6 +209,13 @@ int cmd_serve(int argc, char **argv) {
         if (msock_curve_load(&curve, curve_secret, NULL) < 0) return run_error();
         so.curve = &curve;
     }
+    if (n_roots == 0) roots_given[n_roots++] = "."; /* the working directory */
+    for (int i = 0; i < n_roots; i++) {
+        if (!realpath(roots_given[i], roots[i]) || !fs_is_dir(roots[i]))
+            return usage_error(cmd, "--files-root %s: not an existing folder", roots_given[i]);
+        root_ptrs[i] = roots[i];
+    }
+    so.files_roots = root_ptrs, so.n_files_roots = n_roots;
     sv.checkpoint_every = (int)every;
     if (model) {
         if (!realpath(model, sv.model_dir)) {

@@ -26,6 +26,7 @@
 #include "cli/args.h"
 #include "coordinator/film.h"
 #include "coordinator/render_settings.h"
+#include "coordinator/service.h"
 #include "core/error.h"
 #include "io/fs.h"
 
@@ -63,6 +64,9 @@ static const char submit_help[] =
     "  --sp N  --tp N  --ulysses N  --cfg-parallel  --no-cfg-parallel  --encoder-rank\n"
     "                            parallel layout (default automatic; see `reelfarm render --help`)\n"
     "  --threads N  --checkpoint-every K\n"
+    "  --progress-endpoint EP    rank 0 publishes progress events on EP: `reelfarm watch --events EP` follows\n"
+    "                            the job from another shell (loopback/ipc, or with --curve-secret FILE\n"
+    "                            --allow-dir DIR; docs/protocol.md)\n"
     "Script:\n"
     "  --dry-run                 print the batch script, submit nothing\n"
     "  --script-out FILE         also keep the script in FILE (replaced if it exists); `sbatch FILE`\n"
@@ -96,7 +100,10 @@ enum {
     OPT_DRY_RUN,
     OPT_SCRIPT_OUT,
     OPT_TEMPLATE,
-    OPT_OVERWRITE
+    OPT_OVERWRITE,
+    OPT_PROGRESS_EP,
+    OPT_CURVE_SECRET,
+    OPT_ALLOW_DIR
 };
 
 #define SUBMIT_SBATCH_MAX 32
@@ -106,6 +113,7 @@ struct submit_options {
     int nodes, ntasks_per_node, gpus_per_node, cpus_per_task, grace;
     int sp, tp, ulysses, threads; /* 0: not given */
     int64_t checkpoint_every;     /* < 0: not given */
+    const char *progress_ep, *curve_secret, *allow_dir; /* render --progress-endpoint (and its CURVE files) */
     bool cfg_parallel, no_cfg_parallel, encoder_rank, overwrite, dry_run;
     const char *sbatch[SUBMIT_SBATCH_MAX];
     int n_sbatch;
@@ -335,6 +343,9 @@ static void add_render_words(struct strbuf *b, const struct submit_options *o, c
     if (o->threads) ADD_INT("--threads", o->threads);
     if (o->checkpoint_every >= 0) ADD_INT("--checkpoint-every", o->checkpoint_every);
 #undef ADD_INT
+    if (o->progress_ep) sb_shell_word(b, "--progress-endpoint"), sb_shell_word(b, o->progress_ep);
+    if (o->curve_secret) sb_shell_word(b, "--curve-secret"), sb_shell_word(b, o->curve_secret);
+    if (o->allow_dir) sb_shell_word(b, "--allow-dir"), sb_shell_word(b, o->allow_dir);
     /* progress as JSON lines in the job's log, no progress bar */
     sb_shell_word(b, "--quiet"), sb_shell_word(b, "--progress-json");
 }
@@ -492,6 +503,9 @@ int cmd_submit(int argc, char **argv) {
                                              {"encoder-rank", no_argument, 0, OPT_ENCODER_RANK},
                                              {"threads", required_argument, 0, OPT_THREADS},
                                              {"checkpoint-every", required_argument, 0, OPT_CKPT_EVERY},
+                                             {"progress-endpoint", required_argument, 0, OPT_PROGRESS_EP},
+                                             {"curve-secret", required_argument, 0, OPT_CURVE_SECRET},
+                                             {"allow-dir", required_argument, 0, OPT_ALLOW_DIR},
                                              {"dry-run", no_argument, 0, OPT_DRY_RUN},
                                              {"script-out", required_argument, 0, OPT_SCRIPT_OUT},
                                              {"template", required_argument, 0, OPT_TEMPLATE},
@@ -538,6 +552,9 @@ int cmd_submit(int argc, char **argv) {
         case OPT_ENCODER_RANK: o.encoder_rank = true; break;
         case OPT_THREADS: rc = arg_int("--threads", optarg, 1, 4096, &o.threads); break;
         case OPT_CKPT_EVERY: rc = arg_i64("--checkpoint-every", optarg, 0, 1 << 30, &o.checkpoint_every); break;
+        case OPT_PROGRESS_EP: o.progress_ep = optarg; break;
+        case OPT_CURVE_SECRET: o.curve_secret = optarg; break;
+        case OPT_ALLOW_DIR: o.allow_dir = optarg; break;
         case OPT_DRY_RUN: o.dry_run = true; break;
         case OPT_SCRIPT_OUT: o.script_out = optarg; break;
         case OPT_TEMPLATE: o.template_path = optarg; break;
@@ -557,6 +574,10 @@ int cmd_submit(int argc, char **argv) {
         return usage_error(cmd, "--launcher %s: expected srun or mpirun", o.launcher);
     if (o.cfg_parallel && o.no_cfg_parallel)
         return usage_error(cmd, "--cfg-parallel and --no-cfg-parallel exclude each other");
+    if ((o.curve_secret || o.allow_dir) && (!o.progress_ep || !o.curve_secret || !o.allow_dir))
+        return usage_error(cmd, "--curve-secret FILE and --allow-dir DIR go together, with --progress-endpoint");
+    if (o.progress_ep && service_check_endpoint("--progress-endpoint", o.progress_ep, o.curve_secret != NULL) < 0)
+        return usage_error(cmd, "%s", err_message());
     if (!ntasks_given) o.ntasks_per_node = o.gpus_per_node ? o.gpus_per_node : 1;
     long limit = 0;
     if (o.time) {

@@ -1,5 +1,6 @@
 /* coordinator/service.c - the render service: sockets, queue, journal, protocol (see service.h and
  * docs/protocol.md). */
+#include "coordinator/progress_pub.h"
 #include "coordinator/service.h"
 
 #include <cJSON.h>
@@ -65,7 +66,7 @@ int service_check_endpoint(const char *flag, const char *ep, bool curve) {
     if (strncmp(ep, "tcp://", 6) != 0 && strncmp(ep, "ipc://", 6) != 0)
         return err_set(ERR_INVALID_ARG, "%s %s: expected tcp://HOST:PORT or ipc://PATH", flag, ep);
     if (!curve && !msock_endpoint_is_local(ep))
-        return err_set(ERR_INVALID_ARG, "%s %s: without CURVE authentication the service listens on loopback only "
+        return err_set(ERR_INVALID_ARG, "%s %s: without CURVE authentication reelfarm listens on loopback only "
                                         "(tcp://127.0.0.1:PORT, tcp://[::1]:PORT or ipc://PATH); give --curve-secret "
                                         "FILE --allow-dir DIR (reelfarm keygen) or reach it through an SSH tunnel",
                        flag, ep);
@@ -234,28 +235,59 @@ static int journal_read(struct service *sv) {
     return rc;
 }
 
+/* ---- files a client may name ---- */
+
+/* Whether path lies inside one of the --files-root folders, symbolic links followed: the path itself when it
+ * exists, else its folder (an output not written yet), which must exist. */
+static bool path_allowed(const struct service_options *opt, const char *path) {
+    char real[PATH_MAX], dir[PATH_MAX];
+    if (!realpath(path, real)) {
+        const char *slash = strrchr(path, '/');
+        if (!slash || slash == path || (size_t)(slash - path) >= sizeof dir) return false;
+        memcpy(dir, path, (size_t)(slash - path)), dir[slash - path] = '\0';
+        char rdir[PATH_MAX];
+        if (!realpath(dir, rdir) || snprintf(real, sizeof real, "%s%s", rdir, slash) >= (int)sizeof real) return false;
+    }
+    for (int i = 0; i < opt->n_files_roots; i++) {
+        const char *root = opt->files_roots[i];
+        const size_t n = strlen(root);
+        if (!strncmp(real, root, n) && (real[n] == '/' || real[n] == '\0' || (n == 1 && root[0] == '/'))) return true;
+    }
+    return false;
+}
+
+/* The first file of a submitted film outside the allowed folders (its JSON key in *key), or NULL. */
+static const char *film_path_outside(const struct service_options *opt, const struct render_settings *s,
+                                     char *key, size_t cap) {
+    const struct {
+        const char *name, *path;
+    } one[] = {{"output", s->output}, {"image", s->image}, {"end_image", s->end_image}, {"extend", s->extend}};
+    for (size_t i = 0; i < sizeof one / sizeof one[0]; i++)
+        if (one[i].path && !path_allowed(opt, one[i].path)) {
+            snprintf(key, cap, "$.%s", one[i].name);
+            return one[i].path;
+        }
+    for (int i = 0; i < s->n_shots; i++)
+        if (s->shots[i].image && !path_allowed(opt, s->shots[i].image)) {
+            snprintf(key, cap, "$.shots[%d].image", i);
+            return s->shots[i].image;
+        }
+    return NULL;
+}
+
 /* ---- events ---- */
 
 /* Publish one event object (consumed). Called with the lock held. */
 static void publish(struct service *sv, cJSON *ev) {
-    char *text = cJSON_PrintUnformatted(ev);
+    char *text = ev ? cJSON_PrintUnformatted(ev) : NULL;
     cJSON_Delete(ev);
     if (!text) return;
     if (msock_send(sv->pub, text, strlen(text), 100) < 0) LOG_WARN("service: %s", err_message());
     free(text);
 }
 
-static cJSON *event_new(const char *event, const struct job *j) {
-    cJSON *ev = cJSON_CreateObject();
-    cJSON_AddNumberToObject(ev, "v", SERVICE_PROTOCOL_VERSION);
-    cJSON_AddStringToObject(ev, "event", event);
-    cJSON_AddStringToObject(ev, "job", j->id);
-    cJSON_AddNumberToObject(ev, "time", (double)time(NULL));
-    return ev;
-}
-
 static void publish_state(struct service *sv, const struct job *j) {
-    cJSON *ev = event_new(state_names[j->state], j);
+    cJSON *ev = progress_event_new(state_names[j->state], j->id, NULL);
     cJSON_AddStringToObject(ev, "output", j->output);
     if (j->error) cJSON_AddStringToObject(ev, "error", j->error);
     publish(sv, ev);
@@ -281,12 +313,7 @@ static void on_progress(void *user, const char *event, const char *json) {
         j->rows_done = (long long)num(p, "rows_done", 0), j->rows_total = (long long)num(p, "rows_total", 0);
         j->frames_done = (long long)num(p, "frames_done", 0), j->frames_total = (long long)num(p, "frames_total", 0);
         j->s_per_row = num(p, "s_per_row", -1), j->eta_s = num(p, "eta_s", -1);
-        cJSON *ev = event_new(!strcmp(event, "start") ? "started" : event, j);
-        for (cJSON *it = p->child; it; it = it->next) {
-            if (!strcmp(it->string, "event")) continue;
-            cJSON_AddItemToObject(ev, it->string, cJSON_Duplicate(it, true));
-        }
-        publish(sv, ev);
+        publish(sv, progress_event_new(!strcmp(event, "start") ? "started" : event, j->id, p));
     }
     pthread_mutex_unlock(&sv->lock);
     cJSON_Delete(p);
@@ -353,6 +380,13 @@ static char *op_submit(struct service *sv, const cJSON *req) {
     } else if (s.model && strcmp(s.model, sv->opt->model_dir) != 0) {
         reply = reply_error("invalid_film", "submitted film: $.model: this service has %s loaded, not %s",
                             sv->opt->model_dir, s.model);
+    } else {
+        char key[64];
+        const char *outside = film_path_outside(sv->opt, &s, key, sizeof key);
+        if (outside)
+            reply = reply_error("invalid_film", "submitted film: %s: %s is not inside a folder this service may use "
+                                                "(its --files-root: %s%s)",
+                                key, outside, sv->opt->files_roots[0], sv->opt->n_files_roots > 1 ? ", ..." : "");
     }
     for (int i = 0; !reply && i < sv->n_jobs; i++) {
         const struct job *o = sv->jobs[i];
@@ -558,7 +592,8 @@ int service_run(const struct service_options *opt, service_run_fn run, void *use
     pthread_cond_init(&sv->wake, NULL);
     const bool curve = opt->curve != NULL;
     struct msock_auth *auth = NULL;
-    int rc = service_check_endpoint("--bind", opt->bind, curve);
+    int rc = opt->n_files_roots > 0 ? service_check_endpoint("--bind", opt->bind, curve)
+                                    : err_set(ERR_INVALID_ARG, "service: no folder for films' files (--files-root)");
     if (rc == ERR_OK && opt->pub) snprintf(sv->pub_ep, sizeof sv->pub_ep, "%s", opt->pub);
     if (rc == ERR_OK && !opt->pub) rc = service_default_pub(opt->bind, sv->pub_ep, sizeof sv->pub_ep);
     if (rc == ERR_OK) rc = service_check_endpoint("--pub", sv->pub_ep, curve);
@@ -591,8 +626,9 @@ int service_run(const struct service_options *opt, service_run_fn run, void *use
             net_started = true;
     }
     if (rc == ERR_OK)
-        LOG_INFO("service: ready: requests on %s, events on %s, model %s (loaded in %.3f s), state %s", opt->bind,
-                 sv->pub_ep, opt->model_dir, opt->load_s, opt->state_dir);
+        LOG_INFO("service: ready: requests on %s, events on %s, model %s (loaded in %.3f s), state %s, films' files "
+                 "under %s%s", opt->bind, sv->pub_ep, opt->model_dir, opt->load_s, opt->state_dir,
+                 opt->files_roots[0], opt->n_files_roots > 1 ? " and more (--files-root)" : "");
     const struct service_hooks hooks = {.stop = stop_hook, .stop_user = sv, .progress = on_progress,
                                         .progress_user = sv};
     pthread_mutex_lock(&sv->lock);

@@ -60,7 +60,13 @@ struct service_options {
      * files; both sockets then authenticate and encrypt. NULL: none (loopback and ipc:// only). */
     const struct msock_curve *curve;
     const char *allow_dir;
+    /* Folders a submitted film may name files in (output, image, end_image, extend, shot images), resolved
+     * (symbolic links followed) before the check; at least one. */
+    const char *const *files_roots;
+    int n_files_roots;
 };
+
+#define SERVICE_FILES_ROOTS_MAX 16
 
 /* Refuse endpoints other machines could reach unless CURVE is on: ERR_INVALID_ARG naming the flag. */
 int service_check_endpoint(const char *flag, const char *endpoint, bool curve);

@@ -56,7 +56,7 @@ CA="--curve-secret $T/alice.key --server-key $T/server.pub"
 for try in 1 2 3 4 5; do
   PORT=$((20000 + RANDOM % 30000))
   EP=tcp://127.0.0.1:$PORT
-  "$BIN" serve --bind "tcp://0.0.0.0:$PORT" --state-dir "$T/st" --model "$M" --threads 1 \
+  "$BIN" serve --bind "tcp://0.0.0.0:$PORT" --state-dir "$T/st" --model "$M" --threads 1 --files-root "$T" \
     --curve-secret server.key --allow-dir allow >>"$LOG" 2>&1 &
   SERVER_PID=$!
   for _ in $(seq 50); do

@@ -26,7 +26,7 @@ LOG=$T/server.log
 for try in 1 2 3 4 5; do
   PORT=$((20000 + RANDOM % 30000))
   EP=tcp://127.0.0.1:$PORT
-  "$BIN" serve --bind "$EP" --state-dir "$T/state" --model "$T/model" --threads 1 >>"$LOG" 2>&1 &
+  "$BIN" serve --bind "$EP" --state-dir "$T/state" --model "$T/model" --threads 1 --files-root "$T" >>"$LOG" 2>&1 &
   SERVER_PID=$!
   for _ in $(seq 50); do
     "$BIN" status --to "$EP" --timeout 0.5 >/dev/null 2>&1 && break 2

@@ -3,8 +3,10 @@
 # docs/protocol.md): submit -> watch -> a finished MP4 on the tiny model; two queued jobs on one model load;
 # cancel then resubmit resumes to a film equal to an uninterrupted one; a server stopped mid-job (SIGTERM)
 # or killed (SIGKILL) and restarted resumes the job from its journal to the same film; malformed, oversized
-# and multi-frame requests get error replies while the server stays up; non-loopback endpoints are refused; clients of a dead server fail
-# with a clear error within their timeout.
+# and multi-frame requests get error replies while the server stays up; films naming files outside --files-root
+# (links followed) are refused; non-loopback endpoints are refused; clients of a dead server fail
+# with a clear error within their timeout; a batch `render --progress-endpoint` followed by `watch --events` (done,
+# SIGTERM -> interrupted then resumed, SIGKILL -> the watcher notices the silence).
 # Usage: test_service.sh path/to/reelfarm path/to/zreq
 set -uo pipefail
 BIN=$(realpath "$1")
@@ -34,7 +36,7 @@ start_server() {
   for try in 1 2 3 4 5; do
     PORT=$((20000 + RANDOM % 30000))
     EP=tcp://127.0.0.1:$PORT
-    "$BIN" serve --bind "$EP" --state-dir "$STATE" --model "$M" --threads 1 >>"$log" 2>&1 &
+    "$BIN" serve --bind "$EP" --state-dir "$STATE" --model "$M" --threads 1 --files-root "$T" >>"$log" 2>&1 &
     SERVER_PID=$!
     for _ in $(seq 50); do
       if "$BIN" status --to "$EP" --timeout 0.5 >/dev/null 2>&1; then return 0; fi
@@ -156,6 +158,23 @@ expect_error bad_request '{"v":1,"op":"submit","film":"a.json"}'
 expect_error invalid_film '{"v":1,"op":"submit","film":{"output":"/tmp/x.mp4","shots":[{"prompt":"a","seconds":-2}]}}'
 expect_error invalid_film '{"v":1,"op":"submit","film":{"prompt":"a","output":"relative.mp4"}}'
 expect_error invalid_film '{"v":1,"op":"submit","film":{"prompt":"a","output":"/tmp/x.mp4","model":"/elsewhere"}}'
+# files outside --files-root (links followed): refused with the film's key and the path
+mkdir -p "$T/outside_root"
+OUTSIDE=$(mktemp -d /tmp/reelfarm-outside.XXXXXX)
+ln -s "$OUTSIDE" "$T/escape"
+printf 'x' >"$OUTSIDE/start.png"
+outside() { # key-words film-json
+  local what=$1 r; r=$("$ZREQ" "$EP" "$2")
+  check 'grep -q "\"code\":\"invalid_film\"" <<<"$r" && grep -q "$what" <<<"$r" && grep -q "files-root" <<<"$r"' \
+    "a film with $what outside --files-root: $r"
+}
+outside '$.output' '{"v":1,"op":"submit","film":{"prompt":"a","output":"/etc/x.mp4"}}'
+outside '$.output' "{\"v\":1,\"op\":\"submit\",\"film\":{\"prompt\":\"a\",\"output\":\"$T/escape/x.mp4\"}}"
+outside '$.output' "{\"v\":1,\"op\":\"submit\",\"film\":{\"prompt\":\"a\",\"output\":\"$T/../x.mp4\"}}"
+outside '$.image' "{\"v\":1,\"op\":\"submit\",\"film\":{\"prompt\":\"a\",\"output\":\"$T/in.mp4\",\"image\":\"$T/escape/start.png\"}}"
+outside '$.shots\[1\].image' "{\"v\":1,\"op\":\"submit\",\"film\":{\"output\":\"$T/in.mp4\",\"shots\":[{\"prompt\":\"a\",\"frames\":9},{\"prompt\":\"b\",\"frames\":9,\"image\":\"/etc/hostname\"}]}}"
+check '[[ ! -e $OUTSIDE/x.mp4 && ! -e $T/in.mp4 ]]' "a refused film wrote something"
+rm -rf "$OUTSIDE"
 expect_error unknown_job '{"v":1,"op":"status","job":"j999"}'
 expect_error bad_request '{"v":1,"op":"cancel","job":7}'
 expect_error bad_request '{"v":1,"op":"status"}' --parts 2
@@ -224,6 +243,53 @@ for c in "status --to $EP" "watch --to $EP j1" "cancel --to $EP j1" "submit $T/a
   check '[[ $rc -eq 1 ]] && grep -q "no reply within 1 s" <<<"$out" && (( $(echo "$dt < 5" | bc) ))' \
     "'$c' on a dead server: rc $rc after ${dt}s: $out"
 done
+
+# ---- a batch render's progress: render --progress-endpoint, watch --events ----
+PEP=ipc://$T/batch.ev
+render_batch() { # out frames [more flags]: a tiny-model render publishing on $PEP, in the background
+  local out=$1 n=$2
+  shift 2
+  "$BIN" render --model "$M" --prompt "a gull" --resolution 64x64 --steps 3 --base-frames 9 --overlap 5 --frames "$n" \
+    --seed 7 --out "$out" --progress-endpoint "$PEP" --quiet --threads 1 "$@" 2>>"$T/batch.log" &
+  BATCH_PID=$!
+}
+"$BIN" watch --events "$PEP" --timeout 20 >"$T/w1.out" 2>"$T/w1.err" &
+WPID=$!
+render_batch "$T/b1.mp4" 21
+wait "$BATCH_PID"; brc=$?
+wait "$WPID"; wrc=$?
+check '[[ $brc -eq 0 && $wrc -eq 0 ]] && grep -q "^render-[0-9]* done $T/b1.mp4" "$T/w1.out" && grep -q "rows 12/12" "$T/w1.err"' \
+  "watch --events on a batch render: render rc $brc, watch rc $wrc: $(cat "$T/w1.out" "$T/w1.err" | tail -3)"
+# stopped with SIGTERM mid-render: the watcher hears "interrupted" (exit 1); the render resumes, watched again
+"$BIN" watch --events "$PEP" --timeout 20 >"$T/w2.out" 2>"$T/w2.err" &
+WPID=$!
+render_batch "$T/b2.h5" 81 --checkpoint-every 1
+for _ in $(seq 600); do grep -q "rows [1-9]" "$T/w2.err" 2>/dev/null && break; sleep 0.05; done
+kill -TERM "$BATCH_PID"
+wait "$BATCH_PID"; brc=$?
+wait "$WPID"; wrc=$?
+check '[[ $brc -eq 143 && $wrc -eq 1 ]] && grep -q "interrupted" "$T/w2.err" && [[ -e $T/b2.h5.ckpt.h5 ]]' \
+  "a batch render stopped by SIGTERM: render rc $brc, watch rc $wrc: $(tail -2 "$T/w2.err")"
+"$BIN" watch --events "$PEP" --timeout 20 >"$T/w3.out" 2>"$T/w3.err" &
+WPID=$!
+"$BIN" render --resume "$T/b2.h5.ckpt.h5" --progress-endpoint "$PEP" --quiet --threads 1 2>>"$T/batch.log"; brc=$?
+wait "$WPID"; wrc=$?
+check '[[ $brc -eq 0 && $wrc -eq 0 ]] && grep -q " done $T/b2.h5" "$T/w3.out"' \
+  "watch --events on a resumed batch render: render rc $brc, watch rc $wrc: $(tail -2 "$T/w3.err")"
+# a render killed outright: the watcher notices the silence (no heartbeat) within its timeout
+"$BIN" watch --events "$PEP" --timeout 2 >/dev/null 2>"$T/w4.err" &
+WPID=$!
+render_batch "$T/b4.h5" 81
+for _ in $(seq 600); do grep -q "rows [1-9]" "$T/w4.err" 2>/dev/null && break; sleep 0.05; done
+kill -KILL "$BATCH_PID"; wait "$BATCH_PID" 2>/dev/null
+t0=$SECONDS
+wait "$WPID"; wrc=$?
+check '[[ $wrc -eq 1 && $((SECONDS - t0)) -le 6 ]] && grep -q "not even a heartbeat" "$T/w4.err"' \
+  "watch --events after the render was killed: rc $wrc after $((SECONDS - t0)) s: $(tail -1 "$T/w4.err")"
+out=$(timeout 20 "$BIN" watch --events "ipc://$T/nobody.ev" --timeout 1 2>&1)
+check '[[ $? -eq 1 ]] && grep -q "no progress events for 1 s" <<<"$out"' "watch --events with no render: $out"
+out=$("$BIN" render --model "$M" --prompt x --out "$T/x.mp4" --progress-endpoint tcp://0.0.0.0:5999 2>&1)
+check '[[ $? -eq 2 ]] && grep -q "loopback only" <<<"$out" && [[ ! -e $T/x.mp4 ]]' "render --progress-endpoint on 0.0.0.0 without CURVE: $out"
 
 echo "test_service: $pass passed, $fail failed"
 [[ $fail -eq 0 ]]

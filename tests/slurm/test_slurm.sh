@@ -14,7 +14,8 @@
 #      size, bytes equal), 2 and 4 ranks with `sbatch --wait` (HDF5 video_uint8 equal by h5diff; the log shows
 #      one MPI world of 2/4 ranks and exactly one finished render), slurm/render.sbatch submitted directly
 #      (2 ranks), 4 ranks launched by mpirun (MP4), slurm/render_nodes.sbatch shaped down to 1 node x 2, and
-#      slurm/sweep.sbatch over 1x1 and 1x2 with the automatic and the sp=2 layout.
+#      slurm/sweep.sbatch over 1x1 and 1x2 with the automatic and the sp=2 layout; a 2-rank job submitted with
+#      --progress-endpoint followed to its end by `reelfarm watch --events` (docs/protocol.md).
 #   4. Requeue and resume (a 121-frame film): the USR1 the job gets before its time limit (sent by hand with
 #      `scancel --signal=USR1 --batch`), 2 ranks under srun and under mpirun: the ranks checkpoint, the script
 #      requeues the job, the next run resumes; and `scontrol requeue` (what preemption does), 1 rank: Slurm TERMs the ranks, they
@@ -303,6 +304,18 @@ for n in 2 4; do
   check '[[ ! -e $T/r$n.h5.ckpt.h5 ]]' "$n ranks: checkpoint left behind"
   echo "test_slurm: $n ranks (srun): $((SECONDS - t0)) s"
 done
+
+# a batch job's progress: `submit --progress-endpoint`, rank 0 of 2 publishes, `watch --events` follows it
+t0=$SECONDS
+"$bin" watch --events "ipc://$T/job.ev" --timeout 100 >"$T/watch.out" 2>"$T/watch.err" &
+wpid=$!
+rc=$(job "pw.h5" 2 --progress-endpoint "ipc://$T/job.ev")
+wait $wpid
+wrc=$?
+check '[[ $rc -eq 0 && $wrc -eq 0 ]] && grep -q "^slurm-[0-9]* done $T/pw.h5" "$T/watch.out" && grep -qE "rows ([0-9]+)/\1 " "$T/watch.err"' \
+  "watch --events on a 2-rank Slurm job: job rc $rc, watch rc $wrc: $(tail -n 2 "$T/watch.out" "$T/watch.err")"
+check 'h5diff "$T/ref.h5" "$T/pw.h5" video_uint8 >/dev/null 2>&1' "the watched 2-rank job's film differs from the single-process render"
+echo "test_slurm: 2 ranks with --progress-endpoint and watch --events: $((SECONDS - t0)) s"
 
 # slurm/render.sbatch itself, without reelfarm submit: sbatch options on the command line, flags after OUT
 t0=$SECONDS
