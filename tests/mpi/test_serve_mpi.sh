@@ -31,24 +31,13 @@ film() { # name prompt output [extra JSON] -> a film file
     "$2" "$3" "${4:-}" >"$T/$1"
 }
 
-# serve_mpi NP LOG flags...: a server under mpirun on a free loopback port pair (EP); waits until it answers
+# serve_mpi NP LOG flags...: a server under mpirun on a free loopback port (EP); waits until it answers
+source "$(dirname "${BASH_SOURCE[0]}")/../service/serve_lib.sh"
 serve_mpi() {
-  local np=$1 log=$2 try
+  local np=$1 log=$2
   shift 2
-  for try in 1 2 3 4 5; do
-    EP=tcp://127.0.0.1:$((20000 + RANDOM % 30000))
-    timeout 300 "$MPIEXEC" -n "$np" "$BIN" serve --bind "$EP" --state-dir "$log.state" --model "$M" --threads 1 \
-      --files-root "$T" "$@" >>"$log" 2>&1 &
-    SERVER_PID=$!
-    for _ in $(seq 150); do
-      if "$BIN" status --to "$EP" --timeout 0.5 >/dev/null 2>&1; then return 0; fi
-      kill -0 "$SERVER_PID" 2>/dev/null || break
-      sleep 0.1
-    done
-    kill -9 "$SERVER_PID" 2>/dev/null; wait "$SERVER_PID" 2>/dev/null; SERVER_PID=
-  done
-  echo "cannot start the server: $(tail -3 "$log")" >&2
-  exit 1
+  start_serving "$log" timeout 300 "$MPIEXEC" -n "$np" "$BIN" serve --state-dir "$log.state" --model "$M" --threads 1 \
+    --files-root "$T" "$@"
 }
 stop_server() {
   "$ZREQ" "$EP" '{"v":1,"op":"shutdown"}' >/dev/null

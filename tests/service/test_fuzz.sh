@@ -23,19 +23,8 @@ bad() { echo "FAIL: $*" >&2; fail=$((fail + 1)); }
 
 "$BIN" make-tiny-model "$T/model" --fps-embedding >/dev/null || { echo "cannot make the tiny model" >&2; exit 1; }
 LOG=$T/server.log
-for try in 1 2 3 4 5; do
-  PORT=$((20000 + RANDOM % 30000))
-  EP=tcp://127.0.0.1:$PORT
-  "$BIN" serve --bind "$EP" --state-dir "$T/state" --model "$T/model" --threads 1 --files-root "$T" >>"$LOG" 2>&1 &
-  SERVER_PID=$!
-  for _ in $(seq 50); do
-    "$BIN" status --to "$EP" --timeout 0.5 >/dev/null 2>&1 && break 2
-    kill -0 "$SERVER_PID" 2>/dev/null || break
-    sleep 0.1
-  done
-  kill -9 "$SERVER_PID" 2>/dev/null; wait "$SERVER_PID" 2>/dev/null; SERVER_PID=
-done
-[[ -n "$SERVER_PID" ]] || { echo "cannot start the server: $(tail -3 "$LOG")" >&2; exit 1; }
+source "$(dirname "${BASH_SOURCE[0]}")/serve_lib.sh"
+start_serving "$LOG" "$BIN" serve --state-dir "$T/state" --model "$T/model" --threads 1 --files-root "$T"
 
 timeout $((SECONDS_MAX + 30)) "$ZFUZZ" "$EP" --count "$COUNT" --seconds "$SECONDS_MAX" --seed "${ZFUZZ_SEED:-1}"
 rc=$?

@@ -31,23 +31,8 @@ M=$T/model
 STATE=$T/state
 
 # start_server LOG: a server on a free loopback port pair (EP, PUB); waits until it answers
-start_server() {
-  local log=$1 try
-  for try in 1 2 3 4 5; do
-    PORT=$((20000 + RANDOM % 30000))
-    EP=tcp://127.0.0.1:$PORT
-    "$BIN" serve --bind "$EP" --state-dir "$STATE" --model "$M" --threads 1 --files-root "$T" >>"$log" 2>&1 &
-    SERVER_PID=$!
-    for _ in $(seq 50); do
-      if "$BIN" status --to "$EP" --timeout 0.5 >/dev/null 2>&1; then return 0; fi
-      kill -0 "$SERVER_PID" 2>/dev/null || break
-      sleep 0.1
-    done
-    kill -9 "$SERVER_PID" 2>/dev/null; wait "$SERVER_PID" 2>/dev/null; SERVER_PID=
-  done
-  echo "cannot start the server: $(tail -3 "$log")" >&2
-  exit 1
-}
+source "$(dirname "${BASH_SOURCE[0]}")/serve_lib.sh"
+start_server() { start_serving "$1" "$BIN" serve --state-dir "$STATE" --model "$M" --threads 1 --files-root "$T"; }
 stop_server() { # graceful: a shutdown request, then wait for the exit
   "$ZREQ" "$EP" '{"v":1,"op":"shutdown"}' >/dev/null
   local i
