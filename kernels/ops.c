@@ -157,7 +157,7 @@ void op_row_sumsq(const struct exec_ctx *ctx, struct tensor *ss, const struct te
     static const char op[] = "op_row_sumsq";
     check_rows(ctx, op, "x", x);
     check_vector(ctx, op, "ss", ss, x->shape[0]);
-    DISPATCH_CPU_ONLY(ctx, row_sumsq, ctx, ss, x);
+    DISPATCH(ctx, row_sumsq, ctx, ss, x);
 }
 
 void op_rmsnorm_given_sumsq(const struct exec_ctx *ctx, struct tensor *y, const struct tensor *x,
@@ -170,7 +170,7 @@ void op_rmsnorm_given_sumsq(const struct exec_ctx *ctx, struct tensor *y, const 
     CHECK(width >= x->shape[1], "%s: width %lld is less than the %lld columns held", op, (long long)width,
           (long long)x->shape[1]);
     if (gamma) check_vector(ctx, op, "gamma", gamma, x->shape[1]);
-    DISPATCH_CPU_ONLY(ctx, rmsnorm_given_sumsq, ctx, y, x, ss, width, gamma, eps);
+    DISPATCH(ctx, rmsnorm_given_sumsq, ctx, y, x, ss, width, gamma, eps);
 }
 
 void op_norm_modulate(const struct exec_ctx *ctx, struct tensor *y, const struct tensor *x,
@@ -310,7 +310,7 @@ void op_attention_block(const struct exec_ctx *ctx, struct attn_state *st, const
           n_heads);
     CHECK(valid_keys >= 0 && valid_keys <= k->shape[0], "%s: valid_keys %lld outside [0, %lld]", op,
           (long long)valid_keys, (long long)k->shape[0]);
-    DISPATCH_CPU_ONLY(ctx, attention_block, ctx, st, q, k, v, n_heads, scale, causal, valid_keys, first_block);
+    DISPATCH(ctx, attention_block, ctx, st, q, k, v, n_heads, scale, causal, valid_keys, first_block);
 }
 
 void op_attention_finish(const struct exec_ctx *ctx, struct tensor *out, const struct attn_state *st,
@@ -321,7 +321,7 @@ void op_attention_finish(const struct exec_ctx *ctx, struct tensor *out, const s
     const int64_t heads = st->m.shape[0];
     CHECK(heads > 0 && out->shape[1] % heads == 0 && out->shape[1] / heads <= OP_HEAD_DIM_MAX,
           "%s: width %lld into %lld heads", op, (long long)out->shape[1], (long long)heads);
-    DISPATCH_CPU_ONLY(ctx, attention_finish, ctx, out, st, accumulate);
+    DISPATCH(ctx, attention_finish, ctx, out, st, accumulate);
 }
 
 static void check_patch(const char *op, const struct tensor *lat, const int patch[3]) {

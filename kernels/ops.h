@@ -74,7 +74,8 @@ void op_rmsnorm(const struct exec_ctx *ctx, struct tensor *y, const struct tenso
 
 /* Tensor-parallel RMSNorm (a rank holds some columns of each row): ss[M] = sum of squares of each row
  * of x[M, d] (accumulated in double), then y = x * rsqrt(ss_total / width + eps) (* gamma[d]) once the
- * partial sums have been all-reduced into ss_total. CPU kernels only so far. */
+ * partial sums have been all-reduced into ss_total. f32 on both backends (the CUDA twins have not yet run on a
+ * GPU). */
 void op_row_sumsq(const struct exec_ctx *ctx, struct tensor *ss, const struct tensor *x);
 void op_rmsnorm_given_sumsq(const struct exec_ctx *ctx, struct tensor *y, const struct tensor *x,
                             const struct tensor *ss, int64_t width, const struct tensor *gamma, float eps);
@@ -133,7 +134,7 @@ enum { OP_ATTENTION_KEY_TILE = 256 };
 /* Folds the keys k, v [Lb, H dh] (rows) into st. Only the first valid_keys rows (0 <= valid_keys <= Lb) are
  * keys; the rest is padding and never read. causal as op_attention, with k_token_offset the global index of
  * the block's first key. first_block initialises st; later blocks carry it on (same q, increasing keys).
- * The CUDA backend has no kernel for these two ops yet. */
+ * f32 on both backends (the CUDA twins, kernels/cuda/kern_attention.cu, have not yet run on a GPU). */
 void op_attention_block(const struct exec_ctx *ctx, struct attn_state *st, const struct tensor *q,
                         const struct tensor *k, const struct tensor *v, int n_heads, float scale,
                         const struct attn_causal *causal, int64_t valid_keys, bool first_block);

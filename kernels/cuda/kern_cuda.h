@@ -52,6 +52,11 @@ void kern_layernorm_cuda(const struct exec_ctx *ctx, struct tensor *y, const str
                          const struct tensor *gamma, const struct tensor *beta, float eps);
 void kern_rmsnorm_cuda(const struct exec_ctx *ctx, struct tensor *y, const struct tensor *x,
                        const struct tensor *gamma, float eps);
+/* Tensor-parallel RMSNorm: row sums of squares accumulated in double (the CPU twin's semantics), then the
+ * norm given the all-reduced sums (bitwise the CPU twin's result for the same sums). */
+void kern_row_sumsq_cuda(const struct exec_ctx *ctx, struct tensor *ss, const struct tensor *x);
+void kern_rmsnorm_given_sumsq_cuda(const struct exec_ctx *ctx, struct tensor *y, const struct tensor *x,
+                                   const struct tensor *ss, int64_t width, const struct tensor *gamma, float eps);
 void kern_norm_modulate_cuda(const struct exec_ctx *ctx, struct tensor *y, const struct tensor *x,
                              const struct tensor *shift, const struct tensor *scale, int64_t group_size,
                              int64_t row_offset, float eps);
@@ -84,6 +89,13 @@ void kern_attention_cuda(const struct exec_ctx *ctx, struct tensor *out, const s
 void kern_attention_biased_cuda(const struct exec_ctx *ctx, struct tensor *out, const struct tensor *q,
                                 const struct tensor *k, const struct tensor *v, int n_heads, float scale,
                                 const struct tensor *bias, int64_t valid_keys);
+/* Key blocks with carried state (ring attention). Head dim up to 256 like kern_attention_cuda; the finish
+ * has no head-dim limit and gives bitwise the CPU twin's result for the same state. */
+void kern_attention_block_cuda(const struct exec_ctx *ctx, struct attn_state *st, const struct tensor *q,
+                               const struct tensor *k, const struct tensor *v, int n_heads, float scale,
+                               const struct attn_causal *causal, int64_t valid_keys, bool first_block);
+void kern_attention_finish_cuda(const struct exec_ctx *ctx, struct tensor *out, const struct attn_state *st,
+                                bool accumulate);
 void kern_t5_relbias_cuda(const struct exec_ctx *ctx, struct tensor *out, const struct tensor *table, int num_buckets,
                           int max_distance, int64_t lq);
 /* kern_layout.cu */

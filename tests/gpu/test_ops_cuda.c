@@ -11,7 +11,12 @@
  * shapes (width 1536, head dim 128, 12 heads, q/k/v views into a fused [L, 3D] buffer, per-frame
  * modulation tables as views into [F, 6, D]). Attention covers full, block-causal with
  * sequence-parallel offsets (including rows that see no key), accumulate, and the I2V sum of two
- * attentions. Without a device the test prints why and exits 77 (CTest: skipped).
+ * attentions. Ring attention (op_attention_block + op_attention_finish) folds several key blocks into one
+ * state: blocks shorter than their buffers (valid_keys, NaN padding that must never be read), empty blocks,
+ * first_block on a NaN state and carried random states (rows without keys yet), causal and not, accumulate,
+ * head dims 8..256; the state itself is compared too when every row has seen a key. The tensor-parallel
+ * RMSNorm pair (op_row_sumsq, op_rmsnorm_given_sumsq) runs alone and chained over 2..4 column parts.
+ * Without a device the test prints why and exits 77 (CTest: skipped).
  *
  * Tolerances (f32 CUDA vs f32 CPU; STYLE 10.7 puts fp32-vs-fp32 at rtol ~1e-5, nmse ~1e-10):
  *   op                      atol   rtol   nmse   reason
@@ -25,9 +30,21 @@
  *   layernorm/rmsnorm/      1e-5   1e-5   1e-10  float block reductions (GPU) vs double (CPU) over D <= 5120: mean/rstd rel err ~1e-6
  *     norm_modulate
  *   linear                  3e-5   1e-5   1e-10  fp32 dots, K <= 5120, summed in other orders (cuBLAS, no TF32, vs OpenBLAS): ~eps sqrt(K) ~4e-6 at |y| ~ 1
+ *   row_sumsq               0      2.5e-7 1e-13  double accumulation on both sides (squares of floats are exact in double): the
+ *                                                double sums differ by ~1e-16 relative, so <= 1 float ulp (1.2e-7) after rounding
+ *   rmsnorm_given_sumsq     0      0      0      same double expression for the row scale (IEEE div/sqrt, explicitly rounded on the
+ *                                                GPU), then two uncontracted float products: bit-exact for the same sums
+ *   rmsnorm tensor-parallel 1e-7   6e-7   1e-12  chained: <= 1 ulp per part sum, <= 0.5 ulp per float add of the parts, half of that
+ *                                                through rsqrt, one rounding of the scale and of each product: ~5 ulp
  *   attention               5e-6   1e-5   1e-10  dh <= 256 fp32 score dots in other orders, expf vs vm_expf, other tile rescaling
  *                                                points; score errors scale with |scores|, so atol is multiplied by the test's
  *                                                score multiplier (8 for the peaky-softmax case)
+ *   attention blocks: out,  as attention         the same arithmetic as attention, with the state carried between calls (m is a
+ *     state m and l                              score, l >= 0.5 here a sum of exps whose relative error follows the scores')
+ *   attention blocks:       5e-6   1e-5   1e-9   o is out * l before the normalisation: atol times the score multiplier and the
+ *     state o               * l_max              largest l of the CPU state; nmse weights rows by l, hence 10x attention's
+ *   attention_finish        0      0      0      o * (1 / l) (+ out), every operation IEEE-rounded on both sides (no FMA
+ *                                                contraction: gcc -std=c11 and __fmul_rn/__fadd_rn): bit-exact
  *   timestep_sinusoid       1e-7   1e-6   1e-12  both double; libdevice vs glibc pow/cos differ by ~2 double ulp: <= 1 float ulp after rounding
  *   lincomb                 1e-7   3e-7   1e-13  double accumulation on both sides; FMA contraction may differ: <= 1 float ulp
  *   randn                   0      0      0      generated on the host by core/rng.c on both backends: bit-exact
@@ -53,8 +70,11 @@ static const struct cmp_tol TOL_SILU = {1e-7, 2e-6, 1e-12};
 static const struct cmp_tol TOL_GELU = {1e-6, 2e-6, 1e-12};
 static const struct cmp_tol TOL_ROPE = {2e-6, 1e-5, 1e-12};
 static const struct cmp_tol TOL_NORM = {1e-5, 1e-5, 1e-10};
+static const struct cmp_tol TOL_SUMSQ = {0, 2.5e-7, 1e-13};
+static const struct cmp_tol TOL_RMS_TP = {1e-7, 6e-7, 1e-12};
 static const struct cmp_tol TOL_LINEAR = {3e-5, 1e-5, 1e-10};
 static const struct cmp_tol TOL_ATTN = {5e-6, 1e-5, 1e-10};
+static const struct cmp_tol TOL_ATTN_STATE_O = {5e-6, 1e-5, 1e-9};
 static const struct cmp_tol TOL_SINUSOID = {1e-7, 1e-6, 1e-12};
 static const struct cmp_tol TOL_LINCOMB = {1e-7, 3e-7, 1e-13};
 
@@ -323,6 +343,93 @@ static void test_norm_modulate(const char *name, int64_t m, int64_t d, int64_t n
     twin_free(&x), twin_free(&y), twin_free(&mod);
 }
 
+/* ss[m] = row sums of squares of a rows view x (one tensor-parallel rank's columns of a wider buffer). */
+static void test_row_sumsq(const char *name, int64_t m, int64_t d, int64_t ldx, int64_t x_off) {
+    struct twin x = twin_rand(x_off + (m - 1) * ldx + d, 2.0f, 1.0f);
+    struct twin ss = twin_rand(m, 1.0f, 0.0f); /* garbage the op must overwrite */
+    const struct rv rx = {x_off, m, d, ldx};
+    for (int s = 0; s < 2; s++) {
+        const enum device side = s ? DEVICE_CUDA : DEVICE_CPU;
+        struct tensor xt = rows(&x, side, rx), st = vec(&ss, side, m);
+        op_row_sumsq(side_ctx(side), &st, &xt);
+    }
+    char what[160];
+    snprintf(what, sizeof what, "row_sumsq %s [%lld, %lld] ld %lld", name, (long long)m, (long long)d, (long long)ldx);
+    twin_check(what, &ss, NULL, TOL_SUMSQ);
+    twin_free(&x), twin_free(&ss);
+}
+
+/* y = x * rsqrt(ss / width + eps) (* gamma) for given positive sums ss (the all-reduced ones of a
+ * tensor-parallel rank); row 0's sum is tiny so that eps matters. in_place: y is x's view. */
+static void test_rmsnorm_given_sumsq(const char *name, int64_t m, int64_t d, int64_t ldx, int64_t x_off,
+                                     int64_t width, bool gamma, bool in_place) {
+    const float eps = 1e-6f;
+    struct twin x = twin_rand(x_off + (m - 1) * ldx + d, 1.0f, 0.0f);
+    struct twin y = twin_rand(m * d, 1.0f, 0.0f);
+    struct twin g = twin_rand(d, 1.0f, 1.0f);
+    struct twin ss = twin_alloc(m);
+    t_fill_normal(ss.init, m, SEED, g_tag++, 1.0f);
+    for (int64_t i = 0; i < m; i++) ss.init[i] = (float)width * (0.25f + fabsf(ss.init[i]));
+    ss.init[0] = 1e-7f * (float)width;
+    twin_push(&ss);
+    const struct rv rx = {x_off, m, d, ldx}, ry = {0, m, d, d};
+    for (int s = 0; s < 2; s++) {
+        const enum device side = s ? DEVICE_CUDA : DEVICE_CPU;
+        struct tensor xt = rows(&x, side, rx), yt = in_place ? xt : rows(&y, side, ry);
+        struct tensor st = vec(&ss, side, m), gt = vec(&g, side, d);
+        op_rmsnorm_given_sumsq(side_ctx(side), &yt, &xt, &st, width, gamma ? &gt : NULL, eps);
+    }
+    char what[160];
+    snprintf(what, sizeof what, "rmsnorm_given_sumsq %s [%lld, %lld] ld %lld width %lld%s%s", name, (long long)m,
+             (long long)d, (long long)ldx, (long long)width, gamma ? " gamma" : "", in_place ? " in place" : "");
+    struct tensor xv = rows(&x, DEVICE_CPU, rx), yv = rows(&y, DEVICE_CPU, ry);
+    if (in_place)
+        twin_check(what, &x, &xv, TOL_EXACT);
+    else
+        twin_check(what, &y, &yv, TOL_EXACT);
+    twin_free(&x), twin_free(&y), twin_free(&g), twin_free(&ss);
+}
+
+/* Tensor-parallel RMSNorm over the full width d of rows x (row stride ldx) cut into `parts` column ranges, in
+ * place, as model/wan_dit.c rmsnorm_heads runs it on each rank: per-part sums of squares, summed into part 0's
+ * (the all-reduce, here op_add_row on [1, m] views), then each part normalised with the total and width d. */
+static void test_rmsnorm_tp(const char *name, int64_t m, int64_t d, int parts, int64_t ldx) {
+    enum { MAX_PARTS = 4 };
+    T_REQUIRE(parts >= 1 && parts <= MAX_PARTS && d % (4 * parts) == 0, "test bug: bad split");
+    const float eps = 1e-6f;
+    const int64_t dp = d / parts; /* a multiple of 4: every part's view stays 16-byte aligned */
+    struct twin x = twin_rand((m - 1) * ldx + d, 1.5f, 0.5f);
+    struct twin g = twin_rand(d, 1.0f, 1.0f);
+    struct twin ss[MAX_PARTS];
+    for (int p = 0; p < parts; p++) ss[p] = twin_rand(m, 1.0f, 0.0f);
+    for (int s = 0; s < 2; s++) {
+        const enum device side = s ? DEVICE_CUDA : DEVICE_CPU;
+        const struct exec_ctx *ctx = side_ctx(side);
+        for (int p = 0; p < parts; p++) {
+            struct tensor xp = rows(&x, side, (struct rv){p * dp, m, dp, ldx}), sp = vec(&ss[p], side, m);
+            op_row_sumsq(ctx, &sp, &xp);
+        }
+        struct tensor total = rows(&ss[0], side, (struct rv){0, 1, m, m});
+        for (int p = 1; p < parts; p++) {
+            struct tensor sp = vec(&ss[p], side, m);
+            op_add_row(ctx, &total, &total, &sp);
+        }
+        struct tensor tv = vec(&ss[0], side, m);
+        for (int p = 0; p < parts; p++) {
+            struct tensor xp = rows(&x, side, (struct rv){p * dp, m, dp, ldx});
+            struct tensor gp = view(&g, side, p * dp, 1, &dp, NULL);
+            op_rmsnorm_given_sumsq(ctx, &xp, &xp, &tv, d, &gp, eps);
+        }
+    }
+    char what[160];
+    snprintf(what, sizeof what, "rmsnorm tensor-parallel %s [%lld, %lld] ld %lld in %d parts", name, (long long)m,
+             (long long)d, (long long)ldx, parts);
+    struct tensor xv = rows(&x, DEVICE_CPU, (struct rv){0, m, d, ldx});
+    twin_check(what, &x, &xv, TOL_RMS_TP);
+    twin_free(&x), twin_free(&g);
+    for (int p = 0; p < parts; p++) twin_free(&ss[p]);
+}
+
 static void test_norms_all(void) {
     test_norm(NORM_LAYER, "odd", 37, 19, 19, 0, true, true, false);
     test_norm(NORM_LAYER, "one row", 1, 5, 5, 0, false, false, false);
@@ -333,6 +440,17 @@ static void test_norms_all(void) {
     test_norm(NORM_RMS, "no gamma", 3, 100, 100, 0, false, false, false);
     test_norm(NORM_RMS, "wan q of fused qkv", 40, 1536, 4608, 0, true, false, false);
     test_norm(NORM_RMS, "wan k in place in fused qkv", 40, 1536, 4608, 1536, true, false, true);
+    test_row_sumsq("odd", 37, 19, 19, 0);
+    test_row_sumsq("one row", 1, 300, 300, 0);
+    test_row_sumsq("one column", 9, 1, 7, 4);
+    test_row_sumsq("wan q half of fused qkv (tp 2)", 40, 768, 4608, 768);
+    test_row_sumsq("14B width", 9, 5120, 5120, 0);
+    test_rmsnorm_given_sumsq("odd", 37, 19, 19, 0, 57, true, false);
+    test_rmsnorm_given_sumsq("no gamma", 3, 100, 100, 0, 100, false, false);
+    test_rmsnorm_given_sumsq("wan k quarter in place (tp 4)", 40, 384, 4608, 1536 + 384, 1536, true, true);
+    test_rmsnorm_tp("odd", 37, 60, 3, 67);
+    test_rmsnorm_tp("wan q (tp 2)", 40, 1536, 2, 4608);
+    test_rmsnorm_tp("14B (tp 4)", 9, 5120, 4, 5120);
     test_norm_modulate("odd", 87, 40, 3, 29, 0);
     test_norm_modulate("shard offset", 50, 40, 3, 29, 17);
     test_norm_modulate("scalar timestep", 33, 24, 1, 33, 0);
@@ -646,6 +764,204 @@ static void test_attention_causal_shard(const char *name, int64_t tpf, int64_t f
     test_attention(full, lq, lk, n_heads, dh, 1.0f, &c, accumulate, false);
 }
 
+/* ---- attention over key blocks with carried state (ring attention) ---- */
+
+enum attn_init {
+    ATTN_INIT_FIRST, /* the state starts as NaN; block 0 has first_block (it must overwrite, never read) */
+    ATTN_INIT_CARRY  /* the state starts as a random valid state; every block carries it on */
+};
+
+/* A random valid attention state in the views of m, l [h, lq] and o [lq, h dh]: every `empty`-th query row
+ * (0: none) has seen no key yet (m = -inf, l = 0, o = 0), the others have m ~ N(1, 1), l in [0.5, ...) and
+ * o ~ N(0, 4). Elements outside the views keep their random values. */
+static void attn_state_fill(struct twin *m, struct twin *l, struct twin *o, struct rv rml, struct rv ro,
+                            int64_t empty) {
+    float *r = xmalloc((size_t)(3 * rml.m * rml.n + ro.m * ro.n) * sizeof(float));
+    t_fill_normal(r, 3 * rml.m * rml.n + ro.m * ro.n, SEED, g_tag++, 1.0f);
+    const float *rm = r, *rl = r + rml.m * rml.n, *ro_ = r + 2 * rml.m * rml.n;
+    for (int64_t h = 0; h < rml.m; h++)
+        for (int64_t i = 0; i < rml.n; i++) {
+            const bool none = empty > 0 && i % empty == empty / 2;
+            const int64_t k = h * rml.n + i;
+            m->init[rml.off + h * rml.ld + i] = none ? -INFINITY : 1.0f + rm[k];
+            l->init[rml.off + h * rml.ld + i] = none ? 0.0f : 0.5f + 3.0f * fabsf(rl[k]);
+        }
+    for (int64_t i = 0; i < ro.m; i++)
+        for (int64_t j = 0; j < ro.n; j++) {
+            const bool none = empty > 0 && i % empty == empty / 2;
+            o->init[ro.off + i * ro.ld + j] = none ? 0.0f : 2.0f * ro_[i * ro.n + j];
+        }
+    free(r);
+}
+
+/* Largest |l| in the CPU state (the unnormalised o scales with it). */
+static float attn_state_l_max(const struct twin *l, struct rv rml) {
+    float mx = 1.0f;
+    for (int64_t h = 0; h < rml.m; h++)
+        for (int64_t i = 0; i < rml.n; i++) mx = fmaxf(mx, fabsf(l->cpu[rml.off + h * rml.ld + i]));
+    return mx;
+}
+
+/* Ring attention on both backends: q [lq, H dh] (global tokens [q_off, q_off + lq), a view at column 4 of a
+ * [lq, H dh + 8] buffer) against the keys of global tokens [k_base, k_base + sum lens), which arrive in
+ * n_blocks blocks. Block b holds lens[b] keys (valid_keys) followed by pad NaN rows that must never be read,
+ * k and v side by side in one [lens[b] + pad, 2 H dh + 4] buffer. The state m, l [H, lq] (row stride lq + 4)
+ * and o [lq, H dh] (row stride H dh + 4) starts as `init` says; then op_attention_finish writes out
+ * [lq, H dh] (row stride H dh + 4, pre-filled: accumulate adds to it). Checked: out against the CPU, and the
+ * state m, l, o itself when every query row has seen a key (otherwise m holds -inf). */
+static void test_attention_blocks(const char *name, int64_t lq, int64_t q_off, int64_t k_base, int n_blocks,
+                                  const int64_t *lens, int64_t pad, int n_heads, int dh, float scale_mul,
+                                  const struct attn_causal *causal, bool accumulate, enum attn_init init) {
+    enum { MAX_BLOCKS = 8 };
+    T_REQUIRE(n_blocks >= 1 && n_blocks <= MAX_BLOCKS, "test bug: %d blocks", n_blocks);
+    const int64_t d = (int64_t)n_heads * dh;
+    const float scale = scale_mul / sqrtf((float)dh);
+    int64_t lk = 0;
+    for (int b = 0; b < n_blocks; b++) lk += lens[b];
+
+    struct twin q = twin_rand(lq * (d + 8), 1.0f, 0.0f);
+    const struct rv rq = {4, lq, d, d + 8};
+    struct twin kv[MAX_BLOCKS];
+    for (int b = 0; b < n_blocks; b++) {
+        const int64_t nrows = lens[b] + pad, ld = 2 * d + 4;
+        kv[b] = twin_alloc(nrows * ld);
+        t_fill_normal(kv[b].init, kv[b].n, SEED, g_tag++, 1.0f);
+        for (int64_t i = lens[b] * ld; i < kv[b].n; i++) kv[b].init[i] = NAN; /* padding rows */
+        twin_push(&kv[b]);
+    }
+    const struct rv rml = {0, n_heads, lq, lq + 4}, ro = {0, lq, d, d + 4};
+    struct twin m = twin_alloc(n_heads * (lq + 4)), l = twin_alloc(n_heads * (lq + 4)), o = twin_alloc(lq * (d + 4));
+    t_fill_normal(m.init, m.n, SEED, g_tag++, 1.0f);
+    t_fill_normal(l.init, l.n, SEED, g_tag++, 1.0f);
+    t_fill_normal(o.init, o.n, SEED, g_tag++, 1.0f);
+    if (init == ATTN_INIT_CARRY) {
+        attn_state_fill(&m, &l, &o, rml, ro, 5);
+    } else {
+        for (int64_t h = 0; h < n_heads; h++)
+            for (int64_t i = 0; i < lq; i++) m.init[h * rml.ld + i] = l.init[h * rml.ld + i] = NAN;
+        for (int64_t i = 0; i < lq; i++)
+            for (int64_t j = 0; j < d; j++) o.init[i * ro.ld + j] = NAN;
+    }
+    twin_push(&m), twin_push(&l), twin_push(&o);
+    struct twin out = twin_rand(lq * (d + 4), 1.0f, 0.0f);
+
+    struct attn_causal c;
+    memset(&c, 0, sizeof c);
+    if (causal) c = *causal;
+    c.q_token_offset = q_off;
+    for (int s = 0; s < 2; s++) {
+        const enum device side = s ? DEVICE_CUDA : DEVICE_CPU;
+        struct attn_state st = {rows(&m, side, rml), rows(&l, side, rml), rows(&o, side, ro)};
+        struct tensor qt = rows(&q, side, rq);
+        int64_t start = k_base;
+        for (int b = 0; b < n_blocks; b++) {
+            const int64_t nrows = lens[b] + pad;
+            struct tensor kt = rows(&kv[b], side, (struct rv){0, nrows, d, 2 * d + 4});
+            struct tensor vt = rows(&kv[b], side, (struct rv){d, nrows, d, 2 * d + 4});
+            c.k_token_offset = start;
+            op_attention_block(side_ctx(side), &st, &qt, &kt, &vt, n_heads, scale, causal ? &c : NULL, lens[b],
+                               init == ATTN_INIT_FIRST && b == 0);
+            start += lens[b];
+        }
+        struct tensor ot = rows(&out, side, ro);
+        op_attention_finish(side_ctx(side), &ot, &st, accumulate);
+    }
+
+    char what[240];
+    int n = snprintf(what, sizeof what, "attention blocks %s Lq=%lld H=%d dh=%d%s%s%s pad %lld keys from %lld:", name,
+                     (long long)lq, n_heads, dh, causal ? " block-causal" : "", accumulate ? " accumulate" : "",
+                     init == ATTN_INIT_CARRY ? " carried state" : "", (long long)pad, (long long)k_base);
+    for (int b = 0; b < n_blocks && n > 0 && (size_t)n < sizeof what; b++)
+        n += snprintf(what + n, sizeof what - (size_t)n, " %lld", (long long)lens[b]);
+    struct cmp_tol tol = TOL_ATTN;
+    tol.atol *= scale_mul; /* score rounding grows with the scores (table above) */
+    struct tensor ov = rows(&out, DEVICE_CPU, ro);
+    twin_check(what, &out, &ov, tol);
+
+    /* Every row has seen a key iff row 0 (the one with the fewest visible keys) sees one of these keys, or
+     * every row of a carried state had seen one already. */
+    const int64_t row0_end = causal ? ((q_off / c.tokens_per_frame) / c.frames_per_block + 1) * c.frames_per_block *
+                                          c.tokens_per_frame
+                                    : INT64_MAX;
+    if (lk > 0 && row0_end > k_base) {
+        char sw[300];
+        struct tensor mv = rows(&m, DEVICE_CPU, rml), lv = rows(&l, DEVICE_CPU, rml), sv = rows(&o, DEVICE_CPU, ro);
+        snprintf(sw, sizeof sw, "%s, state m", what);
+        twin_check(sw, &m, &mv, tol);
+        snprintf(sw, sizeof sw, "%s, state l", what);
+        twin_check(sw, &l, &lv, tol);
+        struct cmp_tol tol_o = TOL_ATTN_STATE_O;
+        tol_o.atol *= scale_mul * attn_state_l_max(&l, rml);
+        snprintf(sw, sizeof sw, "%s, state o", what);
+        twin_check(sw, &o, &sv, tol_o);
+    }
+    twin_free(&q), twin_free(&m), twin_free(&l), twin_free(&o), twin_free(&out);
+    for (int b = 0; b < n_blocks; b++) twin_free(&kv[b]);
+}
+
+/* op_attention_finish alone on a random valid state (every 7th row without keys, l = 0): out [lq, H dh]
+ * (row stride H dh + 4) =|+= o / l. The same float operations on both backends: bit-exact. */
+static void test_attention_finish(const char *name, int64_t lq, int n_heads, int dh, bool accumulate) {
+    const int64_t d = (int64_t)n_heads * dh;
+    const struct rv rml = {0, n_heads, lq, lq + 4}, ro = {0, lq, d, d + 4};
+    struct twin m = twin_alloc(n_heads * (lq + 4)), l = twin_alloc(n_heads * (lq + 4)), o = twin_alloc(lq * (d + 4));
+    t_fill_normal(m.init, m.n, SEED, g_tag++, 1.0f);
+    t_fill_normal(l.init, l.n, SEED, g_tag++, 1.0f);
+    t_fill_normal(o.init, o.n, SEED, g_tag++, 1.0f);
+    attn_state_fill(&m, &l, &o, rml, ro, 7);
+    twin_push(&m), twin_push(&l), twin_push(&o);
+    struct twin out = twin_rand(lq * (d + 4), 1.0f, 0.0f);
+    for (int s = 0; s < 2; s++) {
+        const enum device side = s ? DEVICE_CUDA : DEVICE_CPU;
+        const struct attn_state st = {rows(&m, side, rml), rows(&l, side, rml), rows(&o, side, ro)};
+        struct tensor ot = rows(&out, side, ro);
+        op_attention_finish(side_ctx(side), &ot, &st, accumulate);
+    }
+    char what[160];
+    snprintf(what, sizeof what, "attention_finish %s Lq=%lld H=%d dh=%d%s", name, (long long)lq, n_heads, dh,
+             accumulate ? " accumulate" : "");
+    struct tensor ov = rows(&out, DEVICE_CPU, ro);
+    twin_check(what, &out, &ov, TOL_EXACT);
+    twin_free(&m), twin_free(&l), twin_free(&o), twin_free(&out);
+}
+
+static void test_attention_blocks_all(void) {
+    /* full attention; block 0 starts the state, the last block is shorter than its buffer */
+    test_attention_blocks("two blocks", 37, 0, 0, 2, (const int64_t[]){23, 41}, 5, 3, 16, 1.0f, NULL, false,
+                          ATTN_INIT_FIRST);
+    test_attention_blocks("one key", 3, 0, 0, 1, (const int64_t[]){1}, 2, 5, 8, 1.0f, NULL, false, ATTN_INIT_FIRST);
+    test_attention_blocks("dh 256", 19, 0, 0, 2, (const int64_t[]){45, 12}, 20, 1, 256, 1.0f, NULL, true,
+                          ATTN_INIT_FIRST);
+    /* carried state (first_block false throughout, rows without keys yet), accumulate, an empty block */
+    test_attention_blocks("carry", 50, 0, 0, 3, (const int64_t[]){31, 0, 64}, 3, 2, 64, 1.0f, NULL, true,
+                          ATTN_INIT_CARRY);
+    test_attention_blocks("carry peaky softmax", 40, 0, 0, 2, (const int64_t[]){70, 60}, 1, 2, 40, 8.0f, NULL,
+                          false, ATTN_INIT_CARRY);
+    /* block-causal: a query shard of a ring; blocks past every row's frame block are skipped */
+    const struct attn_causal c50 = {50, 2, 0, 0};
+    test_attention_blocks("causal query shard", 100, 100, 0, 4, (const int64_t[]){100, 100, 100, 100}, 0, 4, 128,
+                          1.0f, &c50, true, ATTN_INIT_FIRST);
+    const struct attn_causal c13 = {13, 1, 0, 0};
+    test_attention_blocks("causal carry, empty first block", 40, 5, 0, 3, (const int64_t[]){0, 30, 35}, 4, 3, 16,
+                          1.0f, &c13, false, ATTN_INIT_CARRY);
+    /* keys start after the first frame block: rows 0..21 see no key, must come out 0 (or keep out) */
+    const struct attn_causal c11 = {11, 2, 0, 0};
+    test_attention_blocks("rows without keys", 30, 0, 22, 2, (const int64_t[]){20, 24}, 3, 2, 40, 1.0f, &c11, false,
+                          ATTN_INIT_FIRST);
+    test_attention_blocks("rows without keys, accumulate", 30, 0, 22, 2, (const int64_t[]){20, 24}, 3, 2, 40, 1.0f,
+                          &c11, true, ATTN_INIT_FIRST);
+    /* Wan 1.3B shapes: 12 heads of 128, a ring of 4 with a short last block, full and block-causal */
+    test_attention_blocks("wan ring of 4", 200, 0, 0, 4, (const int64_t[]){200, 200, 200, 137}, 63, 12, 128, 1.0f,
+                          NULL, false, ATTN_INIT_FIRST);
+    const struct attn_causal wan_causal = {50, 2, 0, 0};
+    test_attention_blocks("wan ring of 3 causal", 150, 150, 0, 3, (const int64_t[]){150, 150, 100}, 50, 12, 128,
+                          1.0f, &wan_causal, false, ATTN_INIT_FIRST);
+    test_attention_finish("small", 37, 3, 16, false);
+    test_attention_finish("small", 37, 3, 16, true);
+    test_attention_finish("wan", 100, 12, 128, true);
+    test_attention_finish("dh 384 (above the block kernel's 256)", 9, 1, 384, false);
+}
+
 static void test_attention_all(void) {
     /* full attention, odd shapes */
     test_attention("small", 37, 23, 3, 16, 1.0f, NULL, false, false);
@@ -817,6 +1133,7 @@ int main(void) {
     test_norms_all();
     test_rope_all();
     test_attention_all();
+    test_attention_blocks_all();
     test_layout_all();
     test_sampling_ops_all();
 
