@@ -14,8 +14,10 @@ export OMP_NUM_THREADS=1 OMP_WAIT_POLICY=passive REELFARM_LOG_LEVEL=info
 T=$(mktemp -d /tmp/reelfarm-serve-mpi.XXXXXX)
 export XDG_CACHE_HOME=$T/cache
 SERVER_PID=
-cleanup() {
-  if [[ -n "$SERVER_PID" ]]; then kill -9 "$SERVER_PID" 2>/dev/null; wait "$SERVER_PID" 2>/dev/null; fi
+cleanup() { # mpirun and every rank it started (killing mpirun alone can leave its ranks running)
+  if [[ -n "$SERVER_PID" ]]; then kill -TERM "$SERVER_PID" 2>/dev/null; sleep 1; kill -9 "$SERVER_PID" 2>/dev/null; fi
+  pkill -9 -f "reelfarm serve .*$T/" 2>/dev/null
+  wait 2>/dev/null
   rm -rf "$T"
 }
 trap cleanup EXIT
@@ -36,13 +38,18 @@ source "$(dirname "${BASH_SOURCE[0]}")/../service/serve_lib.sh"
 serve_mpi() {
   local np=$1 log=$2
   shift 2
-  start_serving "$log" timeout 300 "$MPIEXEC" -n "$np" "$BIN" serve --state-dir "$log.state" --model "$M" --threads 1 \
+  start_serving "$log" "$MPIEXEC" -n "$np" "$BIN" serve --state-dir "$log.state" --model "$M" --threads 1 \
     --files-root "$T" "$@"
 }
-stop_server() {
+stop_server() { # LOG
+  local log=$1
   "$ZREQ" "$EP" '{"v":1,"op":"shutdown"}' >/dev/null
   local i
   for i in $(seq 300); do kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.1; done
+  if kill -0 "$SERVER_PID" 2>/dev/null; then
+    bad "the server did not exit within 30 s of a shutdown request: $(tail -3 "$log")"
+    kill -TERM "$SERVER_PID"; sleep 1; kill -9 "$SERVER_PID" 2>/dev/null; pkill -9 -f "reelfarm serve .*$T/"
+  fi
   wait "$SERVER_PID"; local rc=$?
   SERVER_PID=
   return $rc
@@ -87,7 +94,7 @@ mesh() {
       "$name: a guidance-1 film on a CFG-split mesh: watch rc $wrc: $(cat "$T/${name}_g1.err")"
     check '"$BIN" status --to "$EP" --timeout 5 >/dev/null' "$name: the server did not stay up after a failed job"
   fi
-  stop_server
+  stop_server "$log"
   local rc=$?
   check '[[ $rc -eq 0 ]]' "$name: shutdown: mpirun exit $rc: $(tail -3 "$log")"
   check '[[ $(grep -c "rank [0-9]/$np" "$log") -gt 0 ]]' "$name: the log shows no $np-rank world"
