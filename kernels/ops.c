@@ -107,14 +107,6 @@ static void check_table(const struct exec_ctx *ctx, const char *op, const char *
     } while (0)
 #endif
 
-/* The VAE ops have CPU kernels only so far: their CUDA twins belong to the CUDA backend issue. A CUDA
- * context reaching one is a programmer error (nothing selects the CUDA backend for the VAE yet). */
-#define DISPATCH_CPU_ONLY(ctx, name, ...)                                                                        \
-    do {                                                                                                         \
-        CHECK((ctx)->backend == BACKEND_CPU, "op_" #name " has no CUDA kernel yet");                             \
-        kern_##name##_cpu(__VA_ARGS__);                                                                          \
-    } while (0)
-
 /* ---- ops ---- */
 
 void op_linear(const struct exec_ctx *ctx, struct tensor *y, const struct tensor *x, const struct tensor *w,
@@ -502,7 +494,7 @@ void op_conv_frames(const struct exec_ctx *ctx, struct tensor *y, int n_frames, 
         if (f > 0 && x[f - 1])
             CHECK(tensor_same_shape(x[f], x[f - 1]), "%s: input frames differ in shape", op);
     }
-    DISPATCH_CPU_ONLY(ctx, conv_frames, ctx, y, n_frames, x, w, b, g);
+    DISPATCH(ctx, conv_frames, ctx, y, n_frames, x, w, b, g);
 }
 
 void op_channel_rmsnorm(const struct exec_ctx *ctx, struct tensor *y, const struct tensor *x,
@@ -512,7 +504,7 @@ void op_channel_rmsnorm(const struct exec_ctx *ctx, struct tensor *y, const stru
     check_rows(ctx, op, "x", x);
     check_same_shape(op, "y", y, "x", x);
     check_vector(ctx, op, "gamma", gamma, x->shape[0]);
-    DISPATCH_CPU_ONLY(ctx, channel_rmsnorm, ctx, y, x, gamma, silu);
+    DISPATCH(ctx, channel_rmsnorm, ctx, y, x, gamma, silu);
 }
 
 void op_upsample_nearest2x(const struct exec_ctx *ctx, struct tensor *y, const struct tensor *x) {
@@ -521,7 +513,7 @@ void op_upsample_nearest2x(const struct exec_ctx *ctx, struct tensor *y, const s
     check_frame(ctx, op, "x", x);
     CHECK(y->shape[0] == x->shape[0] && y->shape[1] == 2 * x->shape[1] && y->shape[2] == 2 * x->shape[2],
           "%s: y must be [C, 2H, 2W] of x", op);
-    DISPATCH_CPU_ONLY(ctx, upsample_nearest2x, ctx, y, x);
+    DISPATCH(ctx, upsample_nearest2x, ctx, y, x);
 }
 
 void op_channel_affine(const struct exec_ctx *ctx, struct tensor *y, const struct tensor *x, const struct tensor *sub,
@@ -533,14 +525,14 @@ void op_channel_affine(const struct exec_ctx *ctx, struct tensor *y, const struc
     if (sub) check_vector(ctx, op, "sub", sub, x->shape[0]);
     if (mul) check_vector(ctx, op, "mul", mul, x->shape[0]);
     if (add) check_vector(ctx, op, "add", add, x->shape[0]);
-    DISPATCH_CPU_ONLY(ctx, channel_affine, ctx, y, x, sub, mul, add);
+    DISPATCH(ctx, channel_affine, ctx, y, x, sub, mul, add);
 }
 
 void op_clamp(const struct exec_ctx *ctx, struct tensor *y, const struct tensor *x, float lo, float hi) {
     static const char op[] = "op_clamp";
     check_unary(ctx, op, y, x);
     CHECK(lo <= hi, "%s: lo %g > hi %g", op, (double)lo, (double)hi);
-    DISPATCH_CPU_ONLY(ctx, clamp, ctx, y, x, lo, hi);
+    DISPATCH(ctx, clamp, ctx, y, x, lo, hi);
 }
 
 void op_transpose(const struct exec_ctx *ctx, struct tensor *y, const struct tensor *x) {
@@ -549,5 +541,5 @@ void op_transpose(const struct exec_ctx *ctx, struct tensor *y, const struct ten
     check_rows(ctx, op, "x", x);
     CHECK(y->shape[0] == x->shape[1] && y->shape[1] == x->shape[0], "%s: y must be x's transpose", op);
     CHECK(y->data != x->data, "%s: y must not alias x", op);
-    DISPATCH_CPU_ONLY(ctx, transpose, ctx, y, x);
+    DISPATCH(ctx, transpose, ctx, y, x);
 }

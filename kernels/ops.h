@@ -213,7 +213,7 @@ struct conv_geom {
  * the bias. Contiguous tensors; y must not alias any x[f].
  * b may also be a whole frame [Co, Ho, Wo] (a partial sum from an earlier call: the taps are then accumulated
  * onto it element by element, exactly as if the earlier call's taps had been part of this one); it may alias y.
- * x[f] may be BF16 on the CPU backend (stored state, widened to f32 as it is read; the arithmetic is f32). */
+ * x[f] may be BF16 on either backend (stored state, widened to f32 as it is read; the arithmetic is f32). */
 void op_conv_frames(const struct exec_ctx *ctx, struct tensor *y, int n_frames, const struct tensor *const *x,
                     const struct tensor *w, const struct tensor *b, const struct conv_geom *g);
 

@@ -104,6 +104,18 @@ void kern_patchify_cuda(const struct exec_ctx *ctx, struct tensor *tokens, const
 void kern_unpatchify_cuda(const struct exec_ctx *ctx, struct tensor *latents, const struct tensor *tokens,
                           const int patch[3]);
 void kern_timestep_sinusoid_cuda(const struct exec_ctx *ctx, struct tensor *y, const struct tensor *t);
+/* kern_vae.cu (the Wan VAE ops). conv_frames takes bf16 input frames as well as f32 ones (widened as read, the
+ * CPU twin's semantics); everything else is f32. channel_rmsnorm without SiLU, upsample_nearest2x,
+ * channel_affine, clamp and transpose give bitwise the CPU twin's results. */
+void kern_conv_frames_cuda(const struct exec_ctx *ctx, struct tensor *y, int n_frames, const struct tensor *const *x,
+                           const struct tensor *w, const struct tensor *b, const struct conv_geom *g);
+void kern_channel_rmsnorm_cuda(const struct exec_ctx *ctx, struct tensor *y, const struct tensor *x,
+                               const struct tensor *gamma, bool silu);
+void kern_upsample_nearest2x_cuda(const struct exec_ctx *ctx, struct tensor *y, const struct tensor *x);
+void kern_channel_affine_cuda(const struct exec_ctx *ctx, struct tensor *y, const struct tensor *x,
+                              const struct tensor *sub, const struct tensor *mul, const struct tensor *add);
+void kern_clamp_cuda(const struct exec_ctx *ctx, struct tensor *y, const struct tensor *x, float lo, float hi);
+void kern_transpose_cuda(const struct exec_ctx *ctx, struct tensor *y, const struct tensor *x);
 
 RF_END_DECLS
 

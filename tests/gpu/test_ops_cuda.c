@@ -16,6 +16,13 @@
  * first_block on a NaN state and carried random states (rows without keys yet), causal and not, accumulate,
  * head dims 8..256; the state itself is compared too when every row has seen a key. The tensor-parallel
  * RMSNorm pair (op_row_sumsq, op_rmsnorm_given_sumsq) runs alone and chained over 2..4 column parts.
+ * The Wan VAE ops: op_conv_frames on 3x3 pad 1, the causal 3x3x3 kernel with zero (NULL) frames first, between
+ * and everywhere, 1x1 and the 1x1x3 time convs, the stride-2 downsample (pads 0,0,1,1), the fused x2 upsampling,
+ * a non-square kernel with four different pads, bf16 input frames (the causal cache), per-channel, frame and
+ * in-place frame biases, Co over several 64-channel tiles and Wan-like 96/192-channel shapes; on the GPU also
+ * bitwise invariance under splitting the taps over chained calls and under cutting the frame into row bands
+ * (what model/wan_vae.c relies on). channel_rmsnorm (with and without SiLU, in place), upsample_nearest2x,
+ * channel_affine (every table combination), clamp (NaN/Inf/-0 inputs) and transpose on odd and strided shapes.
  * Without a device the test prints why and exits 77 (CTest: skipped).
  *
  * Tolerances (f32 CUDA vs f32 CPU; STYLE 10.7 puts fp32-vs-fp32 at rtol ~1e-5, nmse ~1e-10):
@@ -48,6 +55,18 @@
  *   timestep_sinusoid       1e-7   1e-6   1e-12  both double; libdevice vs glibc pow/cos differ by ~2 double ulp: <= 1 float ulp after rounding
  *   lincomb                 1e-7   3e-7   1e-13  double accumulation on both sides; FMA contraction may differ: <= 1 float ulp
  *   randn                   0      0      0      generated on the host by core/rng.c on both backends: bit-exact
+ *   conv_frames             3e-5   1e-5   1e-10  fp32 dots over K = taps Ci <= 2592 (the 96-channel 3x3x3 case), one fmaf chain per
+ *                                                element (GPU) vs OpenBLAS sgemms per tap, |y - b| ~ 1: ~eps sqrt(K) ~ 6e-6 (as
+ *                                                linear); bf16 frames are widened exactly on both sides
+ *   conv_frames chained     0      0      0      CUDA vs CUDA: every output element is the same fmaf chain (bias, then f, ky, kx,
+ *     calls / row bands                          ci) whatever the split of the taps over calls or the rows of the frame
+ *   channel_rmsnorm         0      0      0      double sums of exact float squares in channel order on both sides, IEEE double
+ *                                                sqrt and division, then the same two float products
+ *   channel_rmsnorm + silu  1e-7   2e-6   1e-12  as silu (the normalised value is bit-exact; expf vs vm_expf)
+ *   upsample_nearest2x,     0      0      0      data movement and comparisons (clamp keeps NaN on both sides)
+ *     clamp, transpose
+ *   channel_affine          0      0      0      (x - sub) * mul + add, three IEEE roundings on both sides (gcc -std=c11 does not
+ *                                                contract; the GPU uses __fsub_rn/__fmul_rn/__fadd_rn)
  * These are estimates written before the first GPU run; a tolerance that proves wrong is changed
  * with a comment saying why (STYLE 10.7).
  */
@@ -77,6 +96,7 @@ static const struct cmp_tol TOL_ATTN = {5e-6, 1e-5, 1e-10};
 static const struct cmp_tol TOL_ATTN_STATE_O = {5e-6, 1e-5, 1e-9};
 static const struct cmp_tol TOL_SINUSOID = {1e-7, 1e-6, 1e-12};
 static const struct cmp_tol TOL_LINCOMB = {1e-7, 3e-7, 1e-13};
+static const struct cmp_tol TOL_CONV = {3e-5, 1e-5, 1e-10};
 
 enum { DEV_GUARD = 64 }; /* canary floats before and after each device buffer (256 bytes: keeps alignment) */
 static const float DEV_CANARY = -7777.25f;
@@ -203,8 +223,10 @@ static void mark_view(unsigned char *mask, const struct twin *t, const struct te
 }
 
 /* Download t and check it: out_view (the CPU-side view of the op's output; NULL = whole buffer)
- * against the CPU result, the rest unchanged, no NaN/Inf, guard bands intact. */
-static void twin_check(const char *what, const struct twin *t, const struct tensor *out_view, struct cmp_tol tol) {
+ * against the CPU result, the rest unchanged, no NaN/Inf (unless nonfinite_ok: then NaN/Inf must sit where the
+ * CPU result has them, cmp_check's rule), guard bands intact. */
+static void twin_check_ex(const char *what, const struct twin *t, const struct tensor *out_view, struct cmp_tol tol,
+                          bool nonfinite_ok) {
     const int64_t n = t->n;
     float *all = xmalloc((size_t)(n + 2 * DEV_GUARD) * sizeof(float));
     download(all, t->dev - DEV_GUARD, n + 2 * DEV_GUARD);
@@ -219,7 +241,7 @@ static void twin_check(const char *what, const struct twin *t, const struct tens
 
     int64_t nonfinite = 0;
     for (int64_t i = 0; i < n; i++) nonfinite += !isfinite(got[i]);
-    T_CHECK(nonfinite == 0, "%s: %lld NaN/Inf in the CUDA result", what, (long long)nonfinite);
+    T_CHECK(nonfinite_ok || nonfinite == 0, "%s: %lld NaN/Inf in the CUDA result", what, (long long)nonfinite);
 
     unsigned char *mask = xmalloc((size_t)n);
     if (out_view) {
@@ -246,6 +268,10 @@ static void twin_check(const char *what, const struct twin *t, const struct tens
             (long long)touched_cpu);
     cmp_check(what, g, r, m, tol);
     free(all), free(mask), free(g), free(r);
+}
+
+static void twin_check(const char *what, const struct twin *t, const struct tensor *out_view, struct cmp_tol tol) {
+    twin_check_ex(what, t, out_view, tol, false);
 }
 
 /* ---- linear ---- */
@@ -1120,6 +1146,419 @@ static void test_sampling_ops_all(void) {
     test_randn();
 }
 
+/* ---- Wan VAE ops ---- */
+
+static const struct conv_geom GEOM_3X3 = {3, 3, 1, 1, 1, 1, 1, 0}, GEOM_1X1 = {1, 1, 1, 0, 0, 0, 0, 0},
+                              GEOM_DOWN = {3, 3, 2, 0, 0, 1, 1, 0}, GEOM_UP = {3, 3, 1, 1, 1, 1, 1, 1};
+
+/* One input frame of a conv_frames call: a zero frame (NULL), f32 (a twin), or bf16 (host and device copies of the
+ * same bf16 values; the CPU backend widens them as it reads them too). */
+enum frame_kind { FRAME_ZERO, FRAME_F32, FRAME_BF16 };
+
+struct conv_frame {
+    enum frame_kind kind;
+    int64_t shape[3]; /* [C, H, W] */
+    struct twin t;    /* FRAME_F32 */
+    uint16_t *hb;     /* FRAME_BF16: host copy */
+    void *db;         /* FRAME_BF16: device copy */
+};
+
+static struct conv_frame conv_frame_make(enum frame_kind kind, int64_t c, int64_t h, int64_t w) {
+    struct conv_frame fr;
+    memset(&fr, 0, sizeof fr);
+    fr.kind = kind;
+    fr.shape[0] = c, fr.shape[1] = h, fr.shape[2] = w;
+    const int64_t n = c * h * w;
+    if (kind == FRAME_F32) fr.t = twin_rand(n, 1.0f, 0.25f);
+    if (kind == FRAME_BF16) {
+        float *v = xmalloc((size_t)n * sizeof(float));
+        t_fill_normal(v, n, SEED, g_tag++, 1.0f);
+        fr.hb = xmalloc((size_t)n * sizeof(uint16_t));
+        for (int64_t i = 0; i < n; i++) fr.hb[i] = f32_to_bf16(v[i] + 0.25f);
+        fr.db = cuda_alloc((size_t)n * sizeof(uint16_t));
+        struct tensor ht = tensor_make(DTYPE_BF16, DEVICE_CPU, fr.hb, 3, fr.shape);
+        struct tensor dt = tensor_make(DTYPE_BF16, DEVICE_CUDA, fr.db, 3, fr.shape);
+        op_upload(&g_gpu, &dt, &ht);
+        cuda_sync(&g_gpu);
+        free(v);
+    }
+    return fr;
+}
+
+/* The frame as a tensor on one side (in *store), or NULL for a zero frame. */
+static const struct tensor *conv_frame_tensor(struct conv_frame *fr, enum device side, struct tensor *store) {
+    switch (fr->kind) {
+    case FRAME_ZERO: return NULL;
+    case FRAME_F32: *store = view(&fr->t, side, 0, 3, fr->shape, NULL); return store;
+    case FRAME_BF16:
+        *store = tensor_make(DTYPE_BF16, side, side == DEVICE_CUDA ? fr->db : (void *)fr->hb, 3, fr->shape);
+        return store;
+    }
+    return NULL;
+}
+
+static void conv_frame_free(struct conv_frame *fr) {
+    if (fr->kind == FRAME_F32) twin_free(&fr->t);
+    free(fr->hb);
+    cuda_free(fr->db);
+    memset(fr, 0, sizeof *fr);
+}
+
+/* "0fb": one letter per input frame (zero, f32, bf16). */
+static const char *frame_pattern(char *buf, int nf, const enum frame_kind *kinds) {
+    for (int f = 0; f < nf; f++) buf[f] = kinds[f] == FRAME_ZERO ? '0' : kinds[f] == FRAME_F32 ? 'f' : 'b';
+    buf[nf] = 0;
+    return buf;
+}
+
+/* Output size of geometry g on a stored h x w frame. */
+static void conv_out_size(const struct conv_geom *g, int64_t h, int64_t w, int64_t *ho, int64_t *wo) {
+    *ho = ((h << g->upsample2x) + g->pad_top + g->pad_bottom - g->kh) / g->stride + 1;
+    *wo = ((w << g->upsample2x) + g->pad_left + g->pad_right - g->kw) / g->stride + 1;
+}
+
+static float *download_twin(const struct twin *t) {
+    float *h = xmalloc((size_t)t->n * sizeof(float));
+    download(h, t->dev, t->n);
+    return h;
+}
+
+enum conv_bias_kind { CONV_BIAS_NONE, CONV_BIAS_CHANNEL, CONV_BIAS_FRAME, CONV_BIAS_FRAME_IN_PLACE };
+
+/* y[co, ho, wo] = bias + sum_f conv(x[f] [ci, h, w], w[f]) with the frames of kinds[], y a view at offset 4 of a
+ * buffer 8 floats longer (the floats around it must stay). CONV_BIAS_FRAME_IN_PLACE: the bias is the partial sum
+ * y already holds (b aliases y). */
+static void test_conv(const char *name, int nf, const enum frame_kind *kinds, int64_t ci, int64_t co, int64_t h,
+                      int64_t w, struct conv_geom g, enum conv_bias_kind bk) {
+    int64_t ho, wo;
+    conv_out_size(&g, h, w, &ho, &wo);
+    const int64_t taps = (int64_t)g.kh * g.kw, ny = co * ho * wo;
+    int live = 0;
+    struct conv_frame fr[OP_CONV_FRAMES_MAX];
+    for (int f = 0; f < nf; f++) {
+        fr[f] = conv_frame_make(kinds[f], ci, h, w);
+        live += kinds[f] != FRAME_ZERO;
+    }
+    /* y - bias ~ N(0, 1) over the live frames' taps */
+    struct twin wt = twin_rand(nf * taps * co * ci, 1.0f / sqrtf((float)(ci * taps * (live ? live : 1))), 0.0f);
+    struct twin bc = twin_rand(co, 1.0f, 0.0f), bf = twin_rand(ny, 1.0f, 0.0f);
+    struct twin y = twin_rand(ny + 8, 1.0f, 0.0f);
+    const int64_t yshape[3] = {co, ho, wo}, wshape[4] = {nf, taps, co, ci};
+    for (int s = 0; s < 2; s++) {
+        const enum device side = s ? DEVICE_CUDA : DEVICE_CPU;
+        struct tensor xstore[OP_CONV_FRAMES_MAX];
+        const struct tensor *xs[OP_CONV_FRAMES_MAX];
+        for (int f = 0; f < nf; f++) xs[f] = conv_frame_tensor(&fr[f], side, &xstore[f]);
+        struct tensor yt = view(&y, side, 4, 3, yshape, NULL), wtt = view(&wt, side, 0, 4, wshape, NULL);
+        struct tensor bct = vec(&bc, side, co), bft = view(&bf, side, 0, 3, yshape, NULL);
+        const struct tensor *bp = bk == CONV_BIAS_CHANNEL ? &bct
+                                  : bk == CONV_BIAS_FRAME  ? &bft
+                                  : bk == CONV_BIAS_FRAME_IN_PLACE ? &yt
+                                                                   : NULL;
+        op_conv_frames(side_ctx(side), &yt, nf, xs, &wtt, bp, &g);
+    }
+    static const char *bias_names[] = {"none", "channel", "frame", "frame in place"};
+    char what[256], pat[OP_CONV_FRAMES_MAX + 1];
+    snprintf(what, sizeof what,
+             "conv_frames %s: frames %s [%lld, %lld, %lld] -> [%lld, %lld, %lld] k %dx%d s %d pad %d,%d,%d,%d%s "
+             "bias %s",
+             name, frame_pattern(pat, nf, kinds), (long long)ci, (long long)h, (long long)w, (long long)co,
+             (long long)ho, (long long)wo, g.kh, g.kw, g.stride, g.pad_top, g.pad_left, g.pad_bottom, g.pad_right,
+             g.upsample2x ? " up2x" : "", bias_names[bk]);
+    struct tensor yv = view(&y, DEVICE_CPU, 4, 3, yshape, NULL);
+    twin_check(what, &y, &yv, TOL_CONV);
+    for (int f = 0; f < nf; f++) conv_frame_free(&fr[f]);
+    twin_free(&wt), twin_free(&bc), twin_free(&bf), twin_free(&y);
+}
+
+/* The taps of a 3-frame conv split over three one-frame calls chained through the frame bias (the VAE head's
+ * partial sums, model/wan_vae.c causal_conv_partial): against the CPU, and on the GPU bitwise the single call
+ * (ops.h: "exactly as if the earlier call's taps had been part of this one"). */
+static void test_conv_chain(const char *name, const enum frame_kind kinds[3], int64_t ci, int64_t co, int64_t h,
+                            int64_t w, struct conv_geom g) {
+    int64_t ho, wo;
+    conv_out_size(&g, h, w, &ho, &wo);
+    const int64_t taps = (int64_t)g.kh * g.kw, ny = co * ho * wo, per_frame = taps * co * ci;
+    T_REQUIRE(per_frame % 4 == 0, "test bug: the weight views of single frames must stay 16-byte aligned");
+    struct conv_frame fr[3];
+    for (int f = 0; f < 3; f++) fr[f] = conv_frame_make(kinds[f], ci, h, w);
+    struct twin wt = twin_rand(3 * per_frame, 1.0f / sqrtf((float)(3 * ci * taps)), 0.0f);
+    struct twin bc = twin_rand(co, 1.0f, 0.0f);
+    struct twin y1 = twin_rand(ny, 1.0f, 0.0f), y3 = twin_rand(ny, 1.0f, 0.0f);
+    const int64_t yshape[3] = {co, ho, wo}, wshape3[4] = {3, taps, co, ci}, wshape1[4] = {1, taps, co, ci};
+    for (int s = 0; s < 2; s++) {
+        const enum device side = s ? DEVICE_CUDA : DEVICE_CPU;
+        const struct exec_ctx *ctx = side_ctx(side);
+        struct tensor xstore[3];
+        const struct tensor *xs[3];
+        for (int f = 0; f < 3; f++) xs[f] = conv_frame_tensor(&fr[f], side, &xstore[f]);
+        struct tensor bct = vec(&bc, side, co);
+        struct tensor y3t = view(&y3, side, 0, 3, yshape, NULL), w3 = view(&wt, side, 0, 4, wshape3, NULL);
+        op_conv_frames(ctx, &y3t, 3, xs, &w3, &bct, &g);
+        struct tensor y1t = view(&y1, side, 0, 3, yshape, NULL);
+        for (int f = 0; f < 3; f++) {
+            struct tensor w1 = view(&wt, side, f * per_frame, 4, wshape1, NULL);
+            op_conv_frames(ctx, &y1t, 1, &xs[f], &w1, f == 0 ? &bct : &y1t, &g);
+        }
+    }
+    char what[200], pat[4];
+    snprintf(what, sizeof what, "conv_frames chained %s: frames %s [%lld, %lld, %lld] -> [%lld, %lld, %lld]", name,
+             frame_pattern(pat, 3, kinds), (long long)ci, (long long)h, (long long)w, (long long)co, (long long)ho,
+             (long long)wo);
+    twin_check(what, &y1, NULL, TOL_CONV);
+    float *g1 = download_twin(&y1), *g3 = download_twin(&y3);
+    char what2[240];
+    snprintf(what2, sizeof what2, "%s: CUDA chained vs CUDA single call", what);
+    cmp_check(what2, g1, g3, ny, TOL_EXACT);
+    free(g1), free(g3);
+    for (int f = 0; f < 3; f++) conv_frame_free(&fr[f]);
+    twin_free(&wt), twin_free(&bc), twin_free(&y1), twin_free(&y3);
+}
+
+/* A 3x3 pad-1 conv (up2x: with the fused upsampling) over stored rows [r0, r1) of a frame, without zero padding
+ * at the inner edges (model/wan_vae.c geom_edges): against the CPU, and on the GPU bitwise the rows of the whole
+ * frame's result (the VAE decoder's row bands rely on a pixel not depending on the rows its frame has). */
+static void test_conv_band(const char *name, int64_t ci, int64_t co, int64_t h, int64_t w, int64_t r0, int64_t r1,
+                           int up) {
+    struct conv_geom gf = up ? GEOM_UP : GEOM_3X3, gb = gf;
+    if (r0 > 0) gb.pad_top = 0;
+    if (r1 < h) gb.pad_bottom = 0;
+    int64_t hof, wof, hob, wob;
+    conv_out_size(&gf, h, w, &hof, &wof);
+    conv_out_size(&gb, r1 - r0, w, &hob, &wob);
+    const int64_t first = (r0 << up) + 1 - gb.pad_top; /* the whole frame's row of band row 0 */
+    T_REQUIRE(hob >= 1 && wob == wof && first + hob <= hof, "test bug: bad band");
+    struct twin x = twin_rand(ci * h * w, 1.0f, 0.25f);
+    struct twin xb = twin_alloc(ci * (r1 - r0) * w);
+    for (int64_t c = 0; c < ci; c++)
+        memcpy(xb.init + c * (r1 - r0) * w, x.init + (c * h + r0) * w, (size_t)((r1 - r0) * w) * sizeof(float));
+    twin_push(&xb);
+    struct twin wt = twin_rand(9 * co * ci, 1.0f / sqrtf((float)(9 * ci)), 0.0f), bc = twin_rand(co, 1.0f, 0.0f);
+    struct twin yf = twin_rand(co * hof * wof, 1.0f, 0.0f), yb = twin_rand(co * hob * wob, 1.0f, 0.0f);
+    const int64_t xs_full[3] = {ci, h, w}, xs_band[3] = {ci, r1 - r0, w}, wshape[4] = {1, 9, co, ci};
+    const int64_t ys_full[3] = {co, hof, wof}, ys_band[3] = {co, hob, wob};
+    for (int s = 0; s < 2; s++) {
+        const enum device side = s ? DEVICE_CUDA : DEVICE_CPU;
+        struct tensor xft = view(&x, side, 0, 3, xs_full, NULL), xbt = view(&xb, side, 0, 3, xs_band, NULL);
+        struct tensor wtt = view(&wt, side, 0, 4, wshape, NULL), bct = vec(&bc, side, co);
+        struct tensor yft = view(&yf, side, 0, 3, ys_full, NULL), ybt = view(&yb, side, 0, 3, ys_band, NULL);
+        const struct tensor *xfp = &xft, *xbp = &xbt;
+        op_conv_frames(side_ctx(side), &yft, 1, &xfp, &wtt, &bct, &gf);
+        op_conv_frames(side_ctx(side), &ybt, 1, &xbp, &wtt, &bct, &gb);
+    }
+    char what[200];
+    snprintf(what, sizeof what, "conv_frames band %s: rows [%lld, %lld) of [%lld, %lld, %lld]%s -> %lld rows", name,
+             (long long)r0, (long long)r1, (long long)ci, (long long)h, (long long)w, up ? " up2x" : "",
+             (long long)hob);
+    twin_check(what, &yb, NULL, TOL_CONV);
+    float *gfull = download_twin(&yf), *gband = download_twin(&yb);
+    float *rows_of_full = xmalloc((size_t)(co * hob * wob) * sizeof(float));
+    for (int64_t c = 0; c < co; c++)
+        memcpy(rows_of_full + c * hob * wob, gfull + (c * hof + first) * wof, (size_t)(hob * wob) * sizeof(float));
+    char what2[240];
+    snprintf(what2, sizeof what2, "%s: CUDA band vs CUDA whole-frame rows", what);
+    cmp_check(what2, gband, rows_of_full, co * hob * wob, TOL_EXACT);
+    free(gfull), free(gband), free(rows_of_full);
+    twin_free(&x), twin_free(&xb), twin_free(&wt), twin_free(&bc), twin_free(&yf), twin_free(&yb);
+}
+
+/* y[C, P] = RMS over channels (then SiLU) of rows x (row stride ldx at x_off), y contiguous or in place. */
+static void test_channel_rmsnorm(const char *name, int64_t c, int64_t p, int64_t ldx, int64_t x_off, bool silu,
+                                 bool in_place) {
+    struct twin x = twin_rand(x_off + (c - 1) * ldx + p, 2.0f, 0.5f);
+    struct twin y = twin_rand(c * p, 1.0f, 0.0f);
+    struct twin g = twin_rand(c, 0.5f, 1.0f);
+    const struct rv rx = {x_off, c, p, ldx}, ry = {0, c, p, p};
+    for (int s = 0; s < 2; s++) {
+        const enum device side = s ? DEVICE_CUDA : DEVICE_CPU;
+        struct tensor xt = rows(&x, side, rx), yt = in_place ? xt : rows(&y, side, ry), gt = vec(&g, side, c);
+        op_channel_rmsnorm(side_ctx(side), &yt, &xt, &gt, silu);
+    }
+    char what[160];
+    snprintf(what, sizeof what, "channel_rmsnorm %s [%lld, %lld] ld %lld%s%s", name, (long long)c, (long long)p,
+             (long long)ldx, silu ? " silu" : "", in_place ? " in place" : "");
+    const struct cmp_tol tol = silu ? TOL_SILU : TOL_EXACT;
+    struct tensor xv = rows(&x, DEVICE_CPU, rx);
+    if (in_place)
+        twin_check(what, &x, &xv, tol);
+    else
+        twin_check(what, &y, NULL, tol);
+    twin_free(&x), twin_free(&y), twin_free(&g);
+}
+
+/* y[C, 2H, 2W] at offset 4 of a buffer 8 floats longer. */
+static void test_upsample(const char *name, int64_t c, int64_t h, int64_t w) {
+    struct twin x = twin_rand(c * h * w, 1.0f, 0.0f), y = twin_rand(4 * c * h * w + 8, 1.0f, 0.0f);
+    const int64_t xs[3] = {c, h, w}, ys[3] = {c, 2 * h, 2 * w};
+    for (int s = 0; s < 2; s++) {
+        const enum device side = s ? DEVICE_CUDA : DEVICE_CPU;
+        struct tensor xt = view(&x, side, 0, 3, xs, NULL), yt = view(&y, side, 4, 3, ys, NULL);
+        op_upsample_nearest2x(side_ctx(side), &yt, &xt);
+    }
+    char what[160];
+    snprintf(what, sizeof what, "upsample_nearest2x %s [%lld, %lld, %lld]", name, (long long)c, (long long)h,
+             (long long)w);
+    struct tensor yv = view(&y, DEVICE_CPU, 4, 3, ys, NULL);
+    twin_check(what, &y, &yv, TOL_EXACT);
+    twin_free(&x), twin_free(&y);
+}
+
+enum { AFF_SUB = 1, AFF_MUL = 2, AFF_ADD = 4 };
+
+/* y = (x - sub) * mul + add per channel on rows [c, p] (row stride ld), the tables in `tables` present. */
+static void test_channel_affine(const char *name, int64_t c, int64_t p, int64_t ld, int tables, bool in_place) {
+    struct twin x = twin_rand((c - 1) * ld + p, 2.0f, 0.3f), y = twin_rand(c * p, 1.0f, 0.0f);
+    struct twin sub = twin_rand(c, 1.0f, 0.0f), mul = twin_rand(c, 1.0f, 1.0f), add = twin_rand(c, 1.0f, 0.0f);
+    const struct rv rx = {0, c, p, ld}, ry = {0, c, p, p};
+    for (int s = 0; s < 2; s++) {
+        const enum device side = s ? DEVICE_CUDA : DEVICE_CPU;
+        struct tensor xt = rows(&x, side, rx), yt = in_place ? xt : rows(&y, side, ry);
+        struct tensor st = vec(&sub, side, c), mt = vec(&mul, side, c), at = vec(&add, side, c);
+        op_channel_affine(side_ctx(side), &yt, &xt, tables & AFF_SUB ? &st : NULL, tables & AFF_MUL ? &mt : NULL,
+                          tables & AFF_ADD ? &at : NULL);
+    }
+    char what[160];
+    snprintf(what, sizeof what, "channel_affine %s [%lld, %lld] ld %lld%s%s%s%s", name, (long long)c, (long long)p,
+             (long long)ld, tables & AFF_SUB ? " sub" : "", tables & AFF_MUL ? " mul" : "",
+             tables & AFF_ADD ? " add" : "", in_place ? " in place" : "");
+    struct tensor xv = rows(&x, DEVICE_CPU, rx);
+    if (in_place)
+        twin_check(what, &x, &xv, TOL_EXACT);
+    else
+        twin_check(what, &y, NULL, TOL_EXACT);
+    twin_free(&x), twin_free(&y), twin_free(&sub), twin_free(&mul), twin_free(&add);
+}
+
+/* y = clamp(x, -1, 1) on a rows view (ndim 2, row stride ld) or a contiguous tensor of rank ndim; x ~ N(0, 4) so
+ * that both bounds bite. specials: x starts with NaN, +Inf, -Inf, -0, -1, 1 (NaN must stay NaN, as torch.clamp). */
+static void test_clamp(const char *name, int ndim, const int64_t *shape, int64_t ld, bool in_place, bool specials) {
+    int64_t numel = 1;
+    for (int i = 0; i < ndim; i++) numel *= shape[i];
+    const bool strided = ndim == 2;
+    const int64_t xn = strided ? (shape[0] - 1) * ld + shape[1] : numel;
+    struct twin x = twin_rand(xn, 2.0f, 0.0f), y = twin_rand(numel, 1.0f, 0.0f);
+    if (specials) {
+        T_REQUIRE((strided ? shape[1] : numel) >= 6, "test bug: too short for the special values");
+        const float sv[6] = {NAN, INFINITY, -INFINITY, -0.0f, -1.0f, 1.0f};
+        memcpy(x.init, sv, sizeof sv);
+        twin_push(&x);
+    }
+    const struct rv rx = {0, strided ? shape[0] : 0, strided ? shape[1] : 0, ld};
+    for (int s = 0; s < 2; s++) {
+        const enum device side = s ? DEVICE_CUDA : DEVICE_CPU;
+        struct tensor xt = strided ? rows(&x, side, rx) : view(&x, side, 0, ndim, shape, NULL);
+        struct tensor yt = in_place ? xt : view(&y, side, 0, ndim, shape, NULL);
+        op_clamp(side_ctx(side), &yt, &xt, -1.0f, 1.0f);
+    }
+    char what[160];
+    snprintf(what, sizeof what, "clamp %s (%d-D, %lld elements)%s%s", name, ndim, (long long)numel,
+             in_place ? " in place" : "", specials ? " NaN/Inf/-0" : "");
+    struct twin *out = in_place ? &x : &y;
+    if (specials) {
+        T_CHECK(isnan(out->cpu[0]) && out->cpu[1] == 1.0f && out->cpu[2] == -1.0f && signbit(out->cpu[3]),
+                "%s: the CPU twin does not clamp NaN/+Inf/-Inf/-0 as torch does", what);
+        float first[4];
+        download(first, out->dev, 4);
+        T_CHECK(isnan(first[0]) && first[1] == 1.0f && first[2] == -1.0f && first[3] == 0.0f && signbit(first[3]),
+                "%s: the CUDA twin does not clamp NaN/+Inf/-Inf/-0 as torch does", what);
+    }
+    struct tensor xv = strided ? rows(&x, DEVICE_CPU, rx) : view(&x, DEVICE_CPU, 0, ndim, shape, NULL);
+    twin_check_ex(what, out, in_place ? &xv : NULL, TOL_EXACT, specials);
+    twin_free(&x), twin_free(&y);
+}
+
+/* y[n, m] = x[m, n]^T, x rows with stride ldx at x_off, y rows with stride ldy at y_off. */
+static void test_transpose(const char *name, int64_t m, int64_t n, int64_t ldx, int64_t x_off, int64_t ldy,
+                           int64_t y_off) {
+    struct twin x = twin_rand(x_off + (m - 1) * ldx + n, 1.0f, 0.0f);
+    struct twin y = twin_rand(y_off + (n - 1) * ldy + m + 4, 1.0f, 0.0f);
+    const struct rv rx = {x_off, m, n, ldx}, ry = {y_off, n, m, ldy};
+    for (int s = 0; s < 2; s++) {
+        const enum device side = s ? DEVICE_CUDA : DEVICE_CPU;
+        struct tensor xt = rows(&x, side, rx), yt = rows(&y, side, ry);
+        op_transpose(side_ctx(side), &yt, &xt);
+    }
+    char what[160];
+    snprintf(what, sizeof what, "transpose %s [%lld, %lld] ld %lld -> ld %lld", name, (long long)m, (long long)n,
+             (long long)ldx, (long long)ldy);
+    struct tensor yv = rows(&y, DEVICE_CPU, ry);
+    twin_check(what, &y, &yv, TOL_EXACT);
+    twin_free(&x), twin_free(&y);
+}
+
+static void test_vae_all(void) {
+    const enum frame_kind F = FRAME_F32, B = FRAME_BF16, Z = FRAME_ZERO;
+    const struct conv_geom g_nonsquare = {2, 3, 1, 1, 2, 0, 1, 0}; /* kh != kw, every pad different */
+    const struct conv_geom g_valid = {3, 3, 1, 0, 0, 0, 0, 0};     /* no padding: 3x3 in, one pixel out */
+    test_conv("3x3 s1 p1", 1, (const enum frame_kind[]){F}, 5, 7, 9, 13, GEOM_3X3, CONV_BIAS_CHANNEL);
+    test_conv("causal 3x3x3, zero frame first", 3, (const enum frame_kind[]){Z, F, F}, 6, 10, 11, 7, GEOM_3X3,
+              CONV_BIAS_CHANNEL);
+    test_conv("causal 3x3x3, first chunk", 3, (const enum frame_kind[]){Z, Z, F}, 4, 9, 6, 5, GEOM_3X3,
+              CONV_BIAS_CHANNEL);
+    test_conv("causal 3x3x3 rgb, zero frame between", 3, (const enum frame_kind[]){F, Z, F}, 3, 5, 8, 9, GEOM_3X3,
+              CONV_BIAS_NONE);
+    test_conv("downsample s2, odd", 1, (const enum frame_kind[]){F}, 9, 5, 13, 10, GEOM_DOWN, CONV_BIAS_CHANNEL);
+    test_conv("downsample s2, even", 1, (const enum frame_kind[]){F}, 17, 70, 16, 22, GEOM_DOWN, CONV_BIAS_CHANNEL);
+    test_conv("three channel tiles, s2", 1, (const enum frame_kind[]){F}, 20, 130, 9, 9, GEOM_DOWN,
+              CONV_BIAS_CHANNEL);
+    test_conv("upsample2x", 1, (const enum frame_kind[]){F}, 6, 3, 5, 7, GEOM_UP, CONV_BIAS_CHANNEL);
+    test_conv("upsample2x bf16", 1, (const enum frame_kind[]){B}, 19, 12, 7, 4, GEOM_UP, CONV_BIAS_CHANNEL);
+    test_conv("1x1", 1, (const enum frame_kind[]){F}, 17, 33, 7, 9, GEOM_1X1, CONV_BIAS_CHANNEL);
+    test_conv("1x1x3 time conv (upsample3d)", 3, (const enum frame_kind[]){Z, B, F}, 12, 24, 5, 11, GEOM_1X1,
+              CONV_BIAS_CHANNEL);
+    test_conv("1x1x3 time conv window (downsample3d)", 3, (const enum frame_kind[]){B, F, F}, 8, 8, 3, 5, GEOM_1X1,
+              CONV_BIAS_CHANNEL);
+    test_conv("bf16 cache frames", 3, (const enum frame_kind[]){B, B, F}, 7, 11, 10, 9, GEOM_3X3,
+              CONV_BIAS_CHANNEL);
+    test_conv("frame bias", 1, (const enum frame_kind[]){F}, 5, 6, 8, 11, GEOM_3X3, CONV_BIAS_FRAME);
+    test_conv("frame bias aliasing y", 2, (const enum frame_kind[]){B, F}, 5, 6, 8, 11, GEOM_3X3,
+              CONV_BIAS_FRAME_IN_PLACE);
+    test_conv("1x1 frame bias aliasing y", 1, (const enum frame_kind[]){F}, 9, 4, 6, 7, GEOM_1X1,
+              CONV_BIAS_FRAME_IN_PLACE);
+    test_conv("nonsquare kernel, uneven pads", 2, (const enum frame_kind[]){F, F}, 5, 3, 6, 7, g_nonsquare,
+              CONV_BIAS_NONE);
+    test_conv("one output pixel", 1, (const enum frame_kind[]){F}, 33, 2, 3, 3, g_valid, CONV_BIAS_CHANNEL);
+    test_conv("all frames zero", 3, (const enum frame_kind[]){Z, Z, Z}, 4, 5, 4, 6, GEOM_3X3, CONV_BIAS_CHANNEL);
+    test_conv("four frames", OP_CONV_FRAMES_MAX, (const enum frame_kind[]){F, B, Z, F}, 3, 4, 5, 5, GEOM_3X3,
+              CONV_BIAS_CHANNEL);
+    test_conv("wan 96 -> 96 3x3x3", 3, (const enum frame_kind[]){B, B, F}, 96, 96, 18, 30, GEOM_3X3,
+              CONV_BIAS_CHANNEL);
+    test_conv("wan head 96 -> 3", 3, (const enum frame_kind[]){B, B, F}, 96, 3, 9, 16, GEOM_3X3, CONV_BIAS_CHANNEL);
+    test_conv("wan upsample 192 -> 96", 1, (const enum frame_kind[]){F}, 192, 96, 6, 10, GEOM_UP, CONV_BIAS_CHANNEL);
+    test_conv_chain("3x3x3", (const enum frame_kind[]){F, B, F}, 6, 8, 9, 10, GEOM_3X3);
+    test_conv_chain("3x3x3 up2x, zero frame", (const enum frame_kind[]){Z, B, F}, 4, 6, 5, 7, GEOM_UP);
+    test_conv_chain("wan head 96 -> 3", (const enum frame_kind[]){B, B, F}, 96, 3, 7, 12, GEOM_3X3);
+    test_conv_band("inner", 7, 9, 13, 10, 3, 9, 0);
+    test_conv_band("top", 5, 70, 11, 9, 0, 6, 0);
+    test_conv_band("bottom", 5, 4, 11, 9, 4, 11, 0);
+    test_conv_band("inner up2x", 5, 4, 8, 6, 2, 6, 1);
+
+    test_channel_rmsnorm("odd", 7, 37, 37, 0, false, false);
+    test_channel_rmsnorm("strided", 13, 29, 40, 4, true, false);
+    test_channel_rmsnorm("in place", 5, 101, 101, 0, true, true);
+    test_channel_rmsnorm("in place no silu", 9, 33, 48, 8, false, true);
+    test_channel_rmsnorm("one channel", 1, 17, 17, 0, false, false);
+    test_channel_rmsnorm("wan middle 384", 384, 30 * 52, 30 * 52, 0, false, false);
+    test_channel_rmsnorm("wan 96", 96, 999, 999, 0, true, false);
+    test_upsample("odd", 3, 5, 7);
+    test_upsample("one pixel", 1, 1, 1);
+    test_upsample("wan-like", 96, 15, 26);
+    test_channel_affine("all tables", 7, 37, 37, AFF_SUB | AFF_MUL | AFF_ADD, false);
+    test_channel_affine("encode (sub, mul), strided", 16, 29, 33, AFF_SUB | AFF_MUL, false);
+    test_channel_affine("decode (mul, add) in place", 16, 30 * 52, 30 * 52, AFF_MUL | AFF_ADD, true);
+    test_channel_affine("no tables", 3, 11, 11, 0, false);
+    test_clamp("odd rows", 2, (const int64_t[]){37, 19}, 19, false, true);
+    test_clamp("strided in place", 2, (const int64_t[]){20, 33}, 50, true, true);
+    test_clamp("3-D frame", 3, (const int64_t[]){3, 17, 29}, 0, false, false);
+    test_clamp("1-D", 1, (const int64_t[]){1001}, 0, true, true);
+    test_transpose("odd", 37, 19, 19, 0, 37, 0);
+    test_transpose("one row", 1, 50, 50, 0, 1, 0);
+    test_transpose("one column", 50, 1, 1, 0, 50, 0);
+    test_transpose("strided", 33, 65, 70, 4, 40, 8);
+    test_transpose("wan middle [C, HW]", 384, 30 * 52, 30 * 52, 0, 384, 0);
+    test_transpose("wan middle back [HW, C]", 30 * 52, 384, 384, 0, 30 * 52, 0);
+}
+
 int main(void) {
     if (cuda_device_count() == 0)
         return t_skip("test_ops_cuda", "no CUDA device or driver (cuda_device_count() == 0); run it on a GPU machine");
@@ -1136,6 +1575,7 @@ int main(void) {
     test_attention_blocks_all();
     test_layout_all();
     test_sampling_ops_all();
+    test_vae_all();
 
     cuda_backend_free(&g_gpu);
     return t_summary(__FILE__);
