@@ -93,6 +93,10 @@ void comm_recv(struct comm *c, void *buf, size_t bytes, int src, int tag) {
 void comm_allreduce_sum_f32(struct comm *c, float *buf, size_t n, float *scratch) {
     c = or_self(c);
     if (c->size == 1) return;
+    if (c->ops->allreduce_sum_f32) { /* e.g. NCCL on device buffers; counts itself */
+        c->ops->allreduce_sum_f32(c, buf, n, scratch);
+        return;
+    }
     const double t0 = time_now();
     /* reduce-scatter (all-to-all of slices, each rank sums its slice in rank order), then all-gather */
     const size_t p = (size_t)c->size, m = (n + p - 1) / p;

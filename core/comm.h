@@ -45,6 +45,9 @@ struct comm_ops {
     void (*send)(struct comm *c, const void *buf, size_t bytes, int dest, int tag);
     void (*recv)(struct comm *c, void *buf, size_t bytes, int src, int tag);
     void (*destroy)(struct comm *c);
+    /* optional: comm_allreduce_sum_f32 for buffers the default cannot add (device memory), with the same
+     * result bits and counters; NULL: the default below (host buffers, alltoall + add + allgather) */
+    void (*allreduce_sum_f32)(struct comm *c, float *buf, size_t n, float *scratch);
 };
 
 struct comm {

@@ -173,9 +173,11 @@ static int name_ranks(char *buf, size_t cap, const bool *pick) {
 
 /* The deadline passed: exchange reports, then end the job with one line (see watchdog.h). */
 RF_NORETURN static void timed_out(const struct par_wait_site *s, double waited) {
-    char what[160];
-    snprintf(what, sizeof what, "comm %s: %s (call %lld, %d ranks) waited %.1f s (REELFARM_COMM_TIMEOUT=%g)", s->comm,
-             s->op, (long long)s->call, s->size, waited, wd.timeout);
+    char what[200], at_least[48] = "";
+    if (s->min_timeout > wd.timeout)
+        snprintf(at_least, sizeof at_least, ", at least %g s for this call", s->min_timeout);
+    snprintf(what, sizeof what, "comm %s: %s (call %lld, %d ranks) waited %.1f s (REELFARM_COMM_TIMEOUT=%g%s)", s->comm,
+             s->op, (long long)s->call, s->size, waited, wd.timeout, at_least);
     if (!wd.ready || wd.world < 2)
         FATAL("%s; the ranks that did not arrive are unknown (no report channel); the job ends", what);
     static struct wd_report mine; /* read by the sends until they complete */
@@ -260,32 +262,50 @@ RF_NORETURN static void timed_out(const struct par_wait_site *s, double waited) 
           what, detail);
 }
 
-void par_watchdog_wait_status(MPI_Request *req, MPI_Status *status, const struct par_wait_site *site) {
-    int done = 0;
-    MPI_CHECK(MPI_Test(req, &done, status));
-    if (done) return;
+void par_watchdog_wait_poll(par_poll_fn poll, void *user, const struct par_wait_site *site) {
+    if (poll(user) == PAR_POLL_DONE) return;
     /* fast path: partners arrive within a fraction of a millisecond; yield the core meanwhile */
     const double t0 = time_now();
     double t = t0;
     while (t - t0 < SPIN_S) {
         sched_yield();
-        MPI_CHECK(MPI_Test(req, &done, status));
-        if (done) return;
+        if (poll(user) == PAR_POLL_DONE) return;
         t = time_now();
     }
-    /* slow path: sleep between polls; the deadline restarts whenever a working rank sends a heartbeat */
+    /* slow path: sleep between polls; the deadline restarts whenever a working rank sends a heartbeat
+     * (or the operation reports progress) */
     configure();
+    const double timeout = wd.timeout > 0.0 && site->min_timeout > wd.timeout ? site->min_timeout : wd.timeout;
     double since = t0;
     long ns = SLEEP_MIN_NS;
     for (;;) {
         sleep_ns(ns);
         ns = ns * 2 < SLEEP_MAX_NS ? ns * 2 : SLEEP_MAX_NS;
-        MPI_CHECK(MPI_Test(req, &done, status));
-        if (done) return;
+        const enum par_poll p = poll(user);
+        if (p == PAR_POLL_DONE) return;
         t = time_now();
+        if (p == PAR_POLL_PROGRESS) since = t;
         if (wd.ready && drain_heartbeats() > 0) since = t;
-        if (wd.timeout > 0.0 && t - since >= wd.timeout) timed_out(site, t - t0);
+        if (timeout > 0.0 && t - since >= timeout) timed_out(site, t - t0);
     }
+}
+
+/* An MPI request as a poll. */
+struct mpi_poll {
+    MPI_Request *req;
+    MPI_Status *status;
+};
+
+static enum par_poll poll_mpi(void *user) {
+    struct mpi_poll *w = user;
+    int done = 0;
+    MPI_CHECK(MPI_Test(w->req, &done, w->status));
+    return done ? PAR_POLL_DONE : PAR_POLL_PENDING;
+}
+
+void par_watchdog_wait_status(MPI_Request *req, MPI_Status *status, const struct par_wait_site *site) {
+    struct mpi_poll w = {.req = req, .status = status};
+    par_watchdog_wait_poll(poll_mpi, &w, site);
 }
 
 void par_watchdog_wait(MPI_Request *req, const struct par_wait_site *site) {

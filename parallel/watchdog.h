@@ -26,6 +26,10 @@
  * the job within about 2 s and names the rank; the deadline is what ends a job whose rank is stopped
  * or stuck, or one under a launcher that keeps the others waiting.
  *
+ * parallel/comm_nccl.c waits the same way through par_watchdog_wait_poll(): its poll function reads
+ * CUDA events and the NCCL communicator's state instead of an MPI request, so NCCL collectives share
+ * the deadline, the reports, the heartbeats and the error line.
+ *
  * Test hook: REELFARM_TEST_COMM_FAULT=rank:n[:KILL|STOP] makes world rank `rank` raise SIGKILL (the
  * default) or SIGSTOP on itself as it enters its n-th collective (counted over all communicators).
  */
@@ -42,7 +46,17 @@ struct par_wait_site {
     int64_t call;       /* this communicator's collective number, from 1 */
     int size;           /* ranks in the communicator */
     const int *members; /* their world ranks [size] (NULL: unknown) */
+    double min_timeout; /* the deadline is at least this many seconds for this wait (set-up calls that do
+                         * local work, such as NCCL's communicator init); 0: REELFARM_COMM_TIMEOUT alone */
 };
+
+/* What one poll of a pending operation found (par_watchdog_wait_poll). */
+enum par_poll {
+    PAR_POLL_PENDING = 0,  /* not finished */
+    PAR_POLL_DONE = 1,     /* finished: the wait returns */
+    PAR_POLL_PROGRESS = 2, /* not finished, but a stage of it has: the deadline starts again */
+};
+typedef enum par_poll (*par_poll_fn)(void *user);
 
 /* Collective over MPI_COMM_WORLD, from par_init: read the settings, duplicate the world for reports
  * and heartbeats, gather every rank's host name. */
@@ -57,6 +71,10 @@ void par_watchdog_enter(void);
 void par_watchdog_wait(MPI_Request *req, const struct par_wait_site *site);
 /* The same, keeping the request's status (a receive's count). */
 void par_watchdog_wait_status(MPI_Request *req, MPI_Status *status, const struct par_wait_site *site);
+/* The wait of par_watchdog_wait for anything that can be polled (CUDA events, an NCCL communicator's
+ * state): the same spin, sleeps, heartbeats, deadline and failure report. `poll` may end the job itself
+ * when it sees a failure. */
+void par_watchdog_wait_poll(par_poll_fn poll, void *user, const struct par_wait_site *site);
 /* See par_heartbeat(). */
 void par_watchdog_heartbeat(void);
 
