@@ -10,7 +10,7 @@
 static const char dit_forward_help[] =
     "Usage: reelfarm dit-forward --model DIR --in IN.h5 --out OUT.h5 [options]\n"
     "\n"
-    "One forward pass of the Wan DiT (spec section 3) on the CPU in float32.\n"
+    "One forward pass of the Wan DiT (spec section 3) in float32, on the CPU or on GPU 0.\n"
     "\n"
     "IN.h5 datasets:\n"
     "  latents        float32 [16, F, H, W]  noisy latents (H, W: latent size, even)\n"
@@ -27,15 +27,29 @@ static const char dit_forward_help[] =
     "  --out OUT.h5             output file (written atomically; never overwritten without --force)\n"
     "  --causal-block-size N    block-causal self-attention over blocks of N latent frames (default: full)\n"
     "  --threads N              CPU threads (default: all cores)\n"
+    "  --backend cpu|cuda       where the forward runs (default cpu); cuda: the weights and activations\n"
+    "                           on GPU 0 in float32\n"
     "  --force                  replace OUT.h5 if it exists\n";
+
+/* "cpu" | "cuda" (the core backend names, backend_name()). */
+static int parse_backend(const char *value, enum backend *b) {
+    if (!strcmp(value, backend_name(BACKEND_CPU)))
+        *b = BACKEND_CPU;
+    else if (!strcmp(value, backend_name(BACKEND_CUDA)))
+        *b = BACKEND_CUDA;
+    else
+        return err_set(ERR_INVALID_ARG, "--backend: expected cpu or cuda, got '%s'", value);
+    return ERR_OK;
+}
 
 int cmd_dit_forward(int argc, char **argv) {
     static const struct option longopts[] = {
         {"model", required_argument, 0, 'm'}, {"in", required_argument, 0, 'i'},
         {"out", required_argument, 0, 'o'},   {"causal-block-size", required_argument, 0, 'c'},
         {"threads", required_argument, 0, 't'}, {"force", no_argument, 0, 'f'},
-        {"help", no_argument, 0, 'h'},        {0, 0, 0, 0}};
-    struct dit_forward_options o = {0};
+        {"backend", required_argument, 0, 'b'}, {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0}};
+    struct dit_forward_options o = {.backend = BACKEND_CPU};
     static const char cmd[] = "dit-forward";
     optind = 0;
     opterr = 0;
@@ -53,6 +67,9 @@ int cmd_dit_forward(int argc, char **argv) {
             if (arg_int("--threads", optarg, 1, 4096, &o.threads) < 0) return usage_error(cmd, "%s", err_message());
             break;
         case 'f': o.force = true; break;
+        case 'b':
+            if (parse_backend(optarg, &o.backend) < 0) return usage_error(cmd, "%s", err_message());
+            break;
         case 'h': fputs(dit_forward_help, stdout); return 0;
         case ':': return usage_error(cmd, "option '%s' needs a value", argv[optind - 1]);
         default: return usage_error(cmd, "unknown option '%s'", argv[optind - 1]);
@@ -88,7 +105,8 @@ static const char bench_help[] =
     "  --causal-block-size N        block-causal self-attention\n"
     "  --repeat N / --warmup N      timed and untimed forwards (default 3 / 1)\n"
     "  --threads N                  CPU threads (default: all cores)\n"
-    "  --backend cpu|cuda           (default cpu)\n"
+    "  --backend cpu|cuda           where the forwards run (default cpu); cuda: GPU 0, float32, one\n"
+    "                               process (no --sp/--tp/--cfg-parallel, no mpirun yet)\n"
     "  --seed S                     weights and inputs seed (default 0)\n"
     "  --guidance G                 > 1: a step is two passes (CFG); default 1 (one forward)\n"
     "  --json FILE                  also write the run as one JSON object (machine, layout, shapes,\n"
@@ -170,14 +188,7 @@ int cmd_bench(int argc, char **argv) {
             else
                 return usage_error(cmd, "--comm-dtype: expected bf16 or f32, got '%s'", optarg);
             break;
-        case 'b':
-            if (!strcmp(optarg, "cpu"))
-                o.backend = BACKEND_CPU;
-            else if (!strcmp(optarg, "cuda"))
-                o.backend = BACKEND_CUDA;
-            else
-                return usage_error(cmd, "--backend: expected cpu or cuda, got '%s'", optarg);
-            break;
+        case 'b': rc = parse_backend(optarg, &o.backend); break;
         case 'h': fputs(bench_help, stdout); return 0;
         case ':': return usage_error(cmd, "option '%s' needs a value", argv[optind - 1]);
         default: return usage_error(cmd, "unknown option '%s'", argv[optind - 1]);

@@ -7,6 +7,11 @@
  * core/comm.h. Under sequence parallelism a rank runs the token-local work on its shard's rows and
  * the self-attention on whole sequences of its Ulysses head group (ring blocks broadcast in token
  * order); the results are the single-rank bits (see wan_dit.h).
+ * On a CUDA context (one rank) the same code runs with the model's tensors and the workspace in device
+ * arenas (wan_model_to_device, wan_dit_workspace_init); the forward's only host<->device copies are the
+ * uploads of its inputs at the start and the download of its output at the end of wan_dit_forward.
+ * Nothing in the forward reads or writes tensor data on the host: it is ops (kernels/ops.h) and, under
+ * parallel layouts (CPU only for now), collectives on host buffers.
  */
 #include "model/wan_dit.h"
 
@@ -22,6 +27,9 @@
 #include "io/fs.h"
 #include "io/safetensors.h"
 #include "model/wan_vae.h"
+#if REELFARM_HAVE_CUDA
+#include "kernels/cuda/kern_cuda.h" /* device arenas */
+#endif
 
 /* ------------------------------------------------------------------------------------------------
  * Locating the files of a model directory
@@ -308,10 +316,94 @@ void wan_model_free(struct wan_model **mp) {
     struct wan_model *m = mp ? *mp : NULL;
     if (!m) return;
     st_close(&m->st);
-    arena_free(&m->weight_arena);
+#if REELFARM_HAVE_CUDA
+    if (m->device == DEVICE_CUDA)
+        cuda_arena_free(&m->weight_arena);
+    else
+#endif
+        arena_free(&m->weight_arena);
     free(m->w.blocks);
     free(m);
     *mp = NULL;
+}
+
+/* ------------------------------------------------------------------------------------------------
+ * Device placement (issue 8): every tensor into one device arena, once, after loading
+ * ---------------------------------------------------------------------------------------------- */
+
+/* The model's tensors in table order, the RoPE table last (*n entries; caller frees *out). */
+static int model_tensors(struct wan_model *m, struct tensor ***out, size_t *n) {
+    struct weight_decl *decls = NULL;
+    size_t nd = 0;
+    TRY(wan_weights_declare(&m->cfg, &m->w, &decls, &nd));
+    struct tensor **list = calloc(nd + 1, sizeof *list);
+    if (!list) {
+        free(decls);
+        return err_set(ERR_NOMEM, "out of memory");
+    }
+    size_t k = 0;
+    for (size_t i = 0; i < nd; i++)
+        if (decls[i].slot->data) list[k++] = decls[i].slot;
+    list[k++] = &m->rope_freqs;
+    free(decls);
+    *out = list;
+    *n = k;
+    return ERR_OK;
+}
+
+size_t wan_model_device_bytes(const struct wan_model *m) {
+    struct tensor **list = NULL;
+    size_t n = 0, bytes = 0;
+    if (model_tensors((struct wan_model *)m, &list, &n) < 0) return 0;
+    for (size_t i = 0; i < n; i++) bytes += arena_round(tensor_nbytes(list[i]));
+    free(list);
+    return bytes;
+}
+
+int wan_model_to_device(struct wan_model *m, const struct exec_ctx *ctx) {
+    const enum device dev = ctx->backend == BACKEND_CUDA ? DEVICE_CUDA : DEVICE_CPU;
+    if (m->device == dev) return ERR_OK;
+    if (dev == DEVICE_CPU)
+        return err_set(ERR_UNSUPPORTED, "the model is on the GPU; moving it back to the CPU is not implemented");
+#if !REELFARM_HAVE_CUDA
+    return err_set(ERR_UNSUPPORTED, "this build has no CUDA backend");
+#else
+    if (m->tp_size != 1)
+        return err_set(ERR_UNSUPPORTED, "tensor parallel slice %d of %d: only whole models (tp = 1) run on the CUDA "
+                       "backend for now", m->tp_rank, m->tp_size);
+    struct tensor **list = NULL;
+    size_t n = 0, bytes = 0;
+    TRY(model_tensors(m, &list, &n));
+    for (size_t i = 0; i < n; i++) {
+        /* tp = 1: no slices, so every tensor is a whole contiguous f32 tensor (converted or mapped) */
+        CHECK(list[i]->dtype == DTYPE_F32 && list[i]->device == DEVICE_CPU && tensor_is_contiguous(list[i]),
+              "wan_model_to_device: tensor %zu is not a contiguous host f32 tensor", i);
+        bytes += arena_round(tensor_nbytes(list[i]));
+    }
+    struct arena dev_arena;
+    int rc = cuda_arena_init(&dev_arena, "weights (cuda)", bytes);
+    if (rc < 0) {
+        free(list);
+        return err_wrap("model %s: ", m->dir);
+    }
+    for (size_t i = 0; i < n; i++) {
+        struct tensor *t = list[i];
+        struct tensor d = tensor_make(DTYPE_F32, DEVICE_CUDA, arena_alloc(&dev_arena, tensor_nbytes(t)), t->ndim,
+                                      t->shape);
+        d.name = t->name;
+        op_upload(ctx, &d, t); /* pageable source: complete on return */
+        *t = d;
+    }
+    cuda_sync(ctx);
+    free(list);
+    /* the host copies are no longer referenced: the converted tensors and the checkpoint mapping */
+    arena_free(&m->weight_arena);
+    st_close(&m->st);
+    m->weight_arena = dev_arena;
+    m->device = DEVICE_CUDA;
+    LOG_INFO("model on the GPU: tensors=%zu weights_mb=%.1f", n, (double)bytes / (1 << 20));
+    return ERR_OK;
+#endif
 }
 
 /* ------------------------------------------------------------------------------------------------
@@ -440,13 +532,13 @@ struct wan_dit_bufs {
     struct tensor reduce;    /* all-reduce scratch: 2 (max(s, Lc, Ni) D + tp) */
 };
 
-static struct tensor ws_tensor(struct arena *a, int ndim, const int64_t *shape) {
-    struct tensor t = tensor_make(DTYPE_F32, DEVICE_CPU, NULL, ndim, shape);
+static struct tensor ws_tensor(struct arena *a, enum device dev, int ndim, const int64_t *shape) {
+    struct tensor t = tensor_make(DTYPE_F32, dev, NULL, ndim, shape);
     t.data = arena_alloc(a, tensor_nbytes(&t) ? tensor_nbytes(&t) : 4);
     return t;
 }
-#define WS1(a, n0) ws_tensor((a), 1, (int64_t[]){(n0)})
-#define WS2(a, n0, n1) ws_tensor((a), 2, (int64_t[]){(n0), (n1)})
+#define WS1(a, n0) ws_tensor((a), dev, 1, (int64_t[]){(n0)})
+#define WS2(a, n0, n1) ws_tensor((a), dev, 2, (int64_t[]){(n0), (n1)})
 
 static int64_t gcd64(int64_t a, int64_t b) {
     while (b) {
@@ -467,10 +559,11 @@ int64_t wan_dit_shard_rows(int64_t l, int sp, int ulysses, int ring) {
     return s;
 }
 
-/* Carve every buffer from arena a (a measuring arena only counts). */
+/* Carve every buffer from arena a (a measuring arena only counts); the tensors are on the model's device. */
 static void ws_carve(struct arena *a, const struct wan_model *m, const struct wan_dit_shape *sh,
                      const struct wan_dit_par *par, struct wan_dit_bufs *b) {
     const struct wan_config *c = &m->cfg;
+    const enum device dev = m->device;
     memset(b, 0, sizeof *b);
     const int64_t d = c->dim, pp = (int64_t)c->patch[0] * c->patch[1] * c->patch[2];
     const int sp = comm_size(par->sp), u = comm_size(par->ulysses), r = comm_size(par->ring), tp = m->tp_size;
@@ -488,7 +581,7 @@ static void ws_carve(struct arena *a, const struct wan_model *m, const struct wa
     b->lc = sh->context_len;
     const int64_t s = b->shard, dl = b->d_local, dg = dl / u, out_w = c->out_channels * pp;
     b->ffn_rows = s < FFN_CHUNK_ROWS ? s : FFN_CHUNK_ROWS;
-    b->lat_in = ws_tensor(a, 4, (int64_t[]){c->in_channels, sh->frames, sh->height, sh->width});
+    b->lat_in = ws_tensor(a, dev, 4, (int64_t[]){c->in_channels, sh->frames, sh->height, sh->width});
     b->patches = WS2(a, b->l_all, c->in_channels * pp);
     b->x = WS2(a, s, d);
     b->u = WS2(a, s, d);
@@ -507,7 +600,7 @@ static void ws_carve(struct arena *a, const struct wan_model *m, const struct wa
         b->ik = WS2(a, b->ni, dl);
         b->iv = WS2(a, b->ni, dl);
     }
-    b->tsteps = ws_tensor(a, 1, (int64_t[]){b->g});
+    b->tsteps = ws_tensor(a, dev, 1, (int64_t[]){b->g});
     b->sinus = WS2(a, b->g, c->freq_dim);
     b->e = WS2(a, b->g, d);
     b->tmp = WS2(a, b->g, d);
@@ -518,7 +611,7 @@ static void ws_carve(struct arena *a, const struct wan_model *m, const struct wa
     b->head_mod = WS2(a, b->g, 2 * d);
     b->out_tok = WS2(a, s, out_w);
     if (sp > 1) b->out_all = WS2(a, sp * s, out_w);
-    b->out = ws_tensor(a, 4, (int64_t[]){c->out_channels, sh->frames, sh->height, sh->width});
+    b->out = ws_tensor(a, dev, 4, (int64_t[]){c->out_channels, sh->frames, sh->height, sh->width});
     if (u > 1) {
         b->qkv_full = WS2(a, u * s, 3 * dg);
         b->attn_full = WS2(a, u * s, dg);
@@ -558,6 +651,7 @@ int wan_dit_workspace_init_par(struct wan_dit_workspace *ws, const struct wan_mo
     memset(ws, 0, sizeof *ws);
     ws->shape = *shape;
     ws->par = par ? *par : no_par;
+    ws->device = m->device;
     const struct wan_config *c = &m->cfg;
     const int sp = comm_size(ws->par.sp), u = comm_size(ws->par.ulysses), r = comm_size(ws->par.ring);
     const int64_t tokens = shape->frames / c->patch[0] * (shape->height / c->patch[1]) * (shape->width / c->patch[2]);
@@ -573,25 +667,40 @@ int wan_dit_workspace_init_par(struct wan_dit_workspace *ws, const struct wan_mo
     if ((c->num_heads / m->tp_size) % u != 0)
         return err_set(ERR_INVALID_ARG, "ulysses degree %d does not divide the %lld heads of a tensor parallel rank", u,
                        (long long)(c->num_heads / m->tp_size));
+    if (m->device != DEVICE_CPU && (sp > 1 || comm_size(ws->par.tp) > 1))
+        return err_set(ERR_UNSUPPORTED, "sequence parallel %d x tensor parallel %d: the forward on a GPU runs on one "
+                       "rank for now (its collectives take host buffers)", sp, comm_size(ws->par.tp));
     ws->bufs = calloc(1, sizeof *ws->bufs);
     if (!ws->bufs) return err_set(ERR_NOMEM, "out of memory");
     struct arena measure;
     arena_init_measure(&measure, "activations");
     struct wan_dit_bufs probe;
     ws_carve(&measure, m, shape, &ws->par, &probe);
-    int rc = arena_init(&ws->arena, "activations", measure.used);
+    /* the one allocation of the workspace: nothing in the forward (the denoising loop) allocates */
+    int rc;
+#if REELFARM_HAVE_CUDA
+    if (ws->device == DEVICE_CUDA)
+        rc = cuda_arena_init(&ws->arena, "activations (cuda)", measure.used); /* zeroed */
+    else
+#endif
+        rc = arena_init(&ws->arena, "activations", measure.used);
     if (rc < 0) {
         free(ws->bufs);
         ws->bufs = NULL;
         return rc;
     }
-    memset(ws->arena.base, 0, measure.used); /* padding rows stay zero (finite) forever */
+    if (ws->device == DEVICE_CPU) memset(ws->arena.base, 0, measure.used); /* padding rows stay zero (finite) forever */
     ws_carve(&ws->arena, m, shape, &ws->par, ws->bufs);
     return ERR_OK;
 }
 
 void wan_dit_workspace_free(struct wan_dit_workspace *ws) {
-    arena_free(&ws->arena);
+#if REELFARM_HAVE_CUDA
+    if (ws->device == DEVICE_CUDA)
+        cuda_arena_free(&ws->arena);
+    else
+#endif
+        arena_free(&ws->arena);
     free(ws->bufs);
     ws->bufs = NULL;
 }
@@ -825,6 +934,12 @@ void wan_dit_forward(const struct wan_model *m, const struct exec_ctx *ctx, stru
     const struct wan_dit_par *par = &ws->par;
     const struct wan_dit_shape *sh = &ws->shape;
     const int64_t d = c->dim;
+    const enum device dev = ctx->backend == BACKEND_CUDA ? DEVICE_CUDA : DEVICE_CPU;
+    CHECK(m->device == dev && ws->device == dev,
+          "wan_dit_forward: the model is on %s and the workspace on %s, but the context is %s (call "
+          "wan_model_to_device before wan_dit_workspace_init)",
+          m->device == DEVICE_CUDA ? "cuda" : "cpu", ws->device == DEVICE_CUDA ? "cuda" : "cpu",
+          backend_name(ctx->backend));
     CHECK(in->latents.shape[1] == sh->frames && in->latents.shape[2] == sh->height &&
               in->latents.shape[3] == sh->width && in->context.shape[0] == sh->context_len &&
               in->timesteps.shape[0] == sh->timestep_rows,
@@ -834,7 +949,7 @@ void wan_dit_forward(const struct wan_model *m, const struct exec_ctx *ctx, stru
     const int64_t group = sh->timestep_rows == 1 ? b->l_all : b->hp * b->wp;
     const int fps_code = in->fps_code < 0 ? 1 : in->fps_code;
 
-    /* inputs to the device */
+    /* inputs to the device: the forward's only uploads (host inputs, see wan_dit.h) */
     const int64_t lat_c = c->out_channels, plane = sh->frames * sh->height * sh->width;
     struct tensor lat_all = tensor_reshape(&b->lat_in, 2, (int64_t[]){c->in_channels, plane});
     struct tensor lat_dst = rows(&lat_all, 0, lat_c);
@@ -882,7 +997,7 @@ void wan_dit_forward(const struct wan_model *m, const struct exec_ctx *ctx, stru
     }
     struct tensor used = rows(&all_tok, 0, b->l_all);
     op_unpatchify(ctx, &b->out, &used, c->patch);
-    op_download(ctx, out, &b->out);
+    op_download(ctx, out, &b->out); /* the forward's only download; synchronises the CUDA stream */
 }
 
 double wan_dit_flops(const struct wan_config *c, const struct wan_dit_shape *sh, int causal_block_size) {

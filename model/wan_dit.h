@@ -11,6 +11,13 @@
  * cross-attention. Activations live in a workspace planned once per input shape, so repeated
  * calls (the denoising loop) allocate nothing. The per-frame modulation stays a [F, 6, D] table.
  * It does not reproduce upstream's bf16 rounding points (spec 3.10): this is the f32 reference.
+ *
+ * Devices (issue 8): a model loads on the CPU; wan_model_to_device() then moves its tensors (weights and
+ * the RoPE table) into one device arena for a CUDA context (f32, single rank, tp = 1). A workspace is
+ * allocated on the model's device, once, before the denoising loop. The forward's inputs and output are
+ * always host memory: wan_dit_forward() uploads the inputs at its start and downloads the output at its
+ * end (op_upload / op_download, the only host<->device copies of a forward); everything in between runs
+ * as ops on ctx's device and allocates nothing.
  */
 #ifndef REELFARM_MODEL_WAN_DIT_H
 #define REELFARM_MODEL_WAN_DIT_H
@@ -32,7 +39,9 @@ struct wan_model {
     enum wan_naming naming;
     struct wan_weights w;
     struct st_set *st;          /* the mapped checkpoint files */
-    struct arena weight_arena;  /* converted (bf16/f16 -> f32) and realigned tensors */
+    struct arena weight_arena;  /* on the CPU: converted (bf16/f16 -> f32) and realigned tensors; after
+                                 * wan_model_to_device: every tensor, on that device */
+    enum device device;         /* where w and rope_freqs live (DEVICE_CPU after loading) */
     struct tensor rope_freqs;   /* [rope_max_seq_len, head_dim / 2, 2] (cos, sin) */
     int rope_split[3];          /* pairs rotated by frame, row, column position */
     int tp_rank, tp_size;       /* tensor parallelism: this rank holds heads and FFN columns of slice tp_rank */
@@ -67,8 +76,15 @@ int wan_model_init_random(struct wan_model **out, const struct wan_config *cfg, 
 int wan_model_init_random_tp(struct wan_model **out, const struct wan_config *cfg, uint64_t seed, int tp_rank,
                              int tp_size);
 void wan_model_free(struct wan_model **m);
+/* Move every tensor of a loaded model (weights and RoPE table, f32) into one arena on ctx's device and
+ * release the host copies (the converted weights and the checkpoint mapping). A CPU context: nothing to do.
+ * CUDA: single-rank models only (tp_size 1; ERR_UNSUPPORTED otherwise), ERR_NOMEM when the device cannot
+ * hold the weights (the model then stays usable on the CPU). Bytes the device arena takes: arena_round of
+ * each tensor plus the RoPE table, i.e. wan_model_device_bytes(). */
+int wan_model_to_device(struct wan_model *m, const struct exec_ctx *ctx);
+size_t wan_model_device_bytes(const struct wan_model *m);
 
-/* One forward call's inputs (host memory, f32). */
+/* One forward call's inputs (host memory, f32, whatever the model's device: the forward uploads them). */
 struct wan_dit_input {
     struct tensor latents;    /* [16, F, H, W] noisy latents (H, W: latent height/width, even) */
     struct tensor condition;  /* [Cin - 16, F, H, W] I2V conditioning, data NULL when absent */
@@ -105,7 +121,8 @@ int64_t wan_dit_shard_rows(int64_t l, int sp, int ulysses, int ring);
 struct wan_dit_workspace {
     struct wan_dit_shape shape;
     struct wan_dit_par par;
-    struct arena arena;
+    enum device device;        /* the model's device when the workspace was made */
+    struct arena arena;        /* on `device` */
     struct wan_dit_bufs *bufs; /* activation tensors, carved from arena */
 };
 
@@ -113,15 +130,21 @@ struct wan_dit_workspace {
 int wan_dit_check_input(const struct wan_model *m, const struct wan_dit_input *in, struct wan_dit_shape *shape);
 /* Bytes of activations the forward needs for a shape. */
 size_t wan_dit_workspace_bytes(const struct wan_model *m, const struct wan_dit_shape *shape);
+/* Allocates every activation of a forward of this shape up front, on the model's device (the device of
+ * the context the model was moved to with wan_model_to_device; the CPU otherwise): one arena, zeroed. */
 int wan_dit_workspace_init(struct wan_dit_workspace *ws, const struct wan_model *m, const struct wan_dit_shape *shape);
 /* The same for one rank of a parallel layout (par may be NULL). Refuses layouts that cannot split
- * this shape (more sequence-parallel ranks than tokens, a tp group that does not match the model). */
+ * this shape (more sequence-parallel ranks than tokens, a tp group that does not match the model), and
+ * any layout of more than one rank for a model on a CUDA device (the collectives of the forward take
+ * host buffers; ERR_UNSUPPORTED). */
 int wan_dit_workspace_init_par(struct wan_dit_workspace *ws, const struct wan_model *m,
                                const struct wan_dit_shape *shape, const struct wan_dit_par *par);
 void wan_dit_workspace_free(struct wan_dit_workspace *ws);
 
 /* out: [Cout, F, H, W] host f32. Inputs must have passed wan_dit_check_input with ws's shape.
- * Under a parallel layout every rank passes the same inputs and receives the whole output. */
+ * Under a parallel layout every rank passes the same inputs and receives the whole output.
+ * ctx must be on the model's (and the workspace's) device. On CUDA the call returns once the output
+ * has been downloaded (the stream is synchronised by the download). */
 void wan_dit_forward(const struct wan_model *m, const struct exec_ctx *ctx, struct wan_dit_workspace *ws,
                      const struct wan_dit_input *in, struct tensor *out);
 

@@ -18,6 +18,13 @@
  * per rank and collective kind, calls, bytes sent and seconds inside the collective; every rank
  * compares its counts with the communication model (worker/comm_model.h) byte for byte. Rank 0
  * prints `bench_step` and `bench_comm` key=value lines and writes the JSON report.
+ *
+ * --backend cuda (issue 8, float32): one process on GPU 0. The random model is drawn on the CPU as above and
+ * moved into one device arena (wan_model_to_device); the workspace is allocated on the GPU before the first
+ * forward; each forward uploads its inputs and downloads its prediction (part of the timed step, as in a
+ * render). The key=value line adds the device's memory (cudaMemGetInfo: total - free, the most seen after
+ * the warm-up and after every timed forward) and the weight and activation arenas. sp/tp/cfg parallelism
+ * and mpirun are refused on CUDA for now.
  */
 #include <cJSON.h>
 #include <stdio.h>
@@ -37,10 +44,42 @@
 #include "parallel/par_runtime.h"
 #include "worker/comm_model.h"
 #include "worker/worker.h"
+#if REELFARM_HAVE_CUDA
+#include "kernels/cuda/kern_cuda.h"
+#endif
+
+#if REELFARM_HAVE_CUDA
+/* The GPU's f32 GEMM rate through op_linear (cuBLAS, no TF32) at 4096^3 (2048^3 is too short to fill an
+ * H100), best of 3 after one warm-up; each run is timed between stream synchronisations. */
+static double gemm_peak_gflops_cuda(const struct exec_ctx *ctx) {
+    const int64_t n = 4096;
+    const size_t bytes = (size_t)(n * n) * sizeof(float);
+    float *a = cuda_alloc(bytes), *b = cuda_alloc(bytes), *c = cuda_alloc(bytes);
+    struct tensor ta = tensor_make(DTYPE_F32, DEVICE_CUDA, a, 2, (int64_t[]){n, n});
+    struct tensor tb = tensor_make(DTYPE_F32, DEVICE_CUDA, b, 2, (int64_t[]){n, n});
+    struct tensor tc = tensor_make(DTYPE_F32, DEVICE_CUDA, c, 2, (int64_t[]){n, n});
+    op_randn(ctx, &ta, 5, 1, 0);
+    op_randn(ctx, &tb, 5, 2, 0);
+    double best = 0;
+    for (int r = 0; r < 4; r++) {
+        cuda_sync(ctx);
+        const double t0 = time_now();
+        op_linear(ctx, &tc, &ta, &tb, NULL);
+        cuda_sync(ctx);
+        const double g = 2.0 * (double)n * n * n / (time_now() - t0) / 1e9;
+        if (r > 0 && g > best) best = g; /* the first run warms up */
+    }
+    cuda_free(a), cuda_free(b), cuda_free(c);
+    return best;
+}
+#endif
 
 /* The machine's dense GEMM rate through the same op the model uses (2048^3, best of 3): the physical
  * reference printed next to the model's throughput. */
 static double gemm_peak_gflops(const struct exec_ctx *ctx) {
+#if REELFARM_HAVE_CUDA
+    if (ctx->backend == BACKEND_CUDA) return gemm_peak_gflops_cuda(ctx);
+#endif
     const int64_t n = 2048;
     float *a = malloc((size_t)(n * n) * sizeof(float)), *b = malloc((size_t)(n * n) * sizeof(float));
     float *c = malloc((size_t)(n * n) * sizeof(float));
@@ -71,7 +110,8 @@ static int cmp_double(const void *a, const void *b) {
 
 struct bench_run {
     const struct wan_model *m;
-    struct exec_ctx ctx;
+    struct exec_ctx ctx;        /* where the forwards run */
+    struct exec_ctx host;       /* the CPU: the CFG combine of the host predictions */
     struct wan_dit_workspace ws;
     struct wan_dit_input in;
     struct tensor ctx_c, ctx_u; /* [Lc, text_dim] conditional / unconditional context */
@@ -100,7 +140,7 @@ static void bench_step(struct bench_run *r) {
         struct tensor vc = tensor_reshape(&r->v_c, 2, (int64_t[]){c, rest});
         struct tensor vu = tensor_reshape(&r->v_u, 2, (int64_t[]){c, rest});
         const struct tensor *terms[2] = {&vc, &vu};
-        op_lincomb(&r->ctx, &vc, 2, (double[]){r->guidance, 1.0 - r->guidance}, terms);
+        op_lincomb(&r->host, &vc, 2, (double[]){r->guidance, 1.0 - r->guidance}, terms);
     }
 }
 
@@ -185,6 +225,9 @@ struct bench_report {
     const double *recs; /* world x rec.n */
     struct rank_rec_layout rec;
     const struct comm_model_step *model0; /* rank 0's model (f32) */
+    /* --backend cuda */
+    const char *gpu_name;
+    double dev_used_peak_mb, dev_total_mb, dev_weights_mb, dev_activations_mb;
 };
 
 static cJSON *kind_obj(cJSON *parent, const char *name) {
@@ -219,7 +262,14 @@ static int write_json(const struct bench_report *r, const double *walls, double 
     cJSON_AddNumberToObject(mach, "cores", (double)sysconf(_SC_NPROCESSORS_ONLN));
     cpu_model_name(buf, sizeof buf);
     cJSON_AddStringToObject(mach, "cpu", buf);
-    cJSON_AddStringToObject(mach, "backend", "cpu");
+    cJSON_AddStringToObject(mach, "backend", backend_name(o->backend));
+    if (o->backend == BACKEND_CUDA) {
+        cJSON_AddStringToObject(mach, "gpu", r->gpu_name);
+        cJSON_AddNumberToObject(mach, "gpu_mem_used_mb_peak", r->dev_used_peak_mb);
+        cJSON_AddNumberToObject(mach, "gpu_mem_total_mb", r->dev_total_mb);
+        cJSON_AddNumberToObject(mach, "gpu_weights_mb", r->dev_weights_mb);
+        cJSON_AddNumberToObject(mach, "gpu_activations_mb", r->dev_activations_mb);
+    }
     const double load = loadavg_1min(); /* other processes share the machine: the load at the end of the run */
     if (load >= 0)
         cJSON_AddNumberToObject(mach, "loadavg_1min", load);
@@ -387,13 +437,14 @@ static void print_report(const struct bench_report *r, double step_min, double s
         rss_max = rc[L->rss] > rss_max ? rc[L->rss] : rss_max;
     }
     const double gflop_step = forwards_per_step * r->flops_forward / 1e9;
-    printf("bench_step impl=reelfarm-cpu backend=cpu model=%s dim=%lld heads=%lld ffn=%lld layers=%lld frames=%lld "
+    printf("bench_step impl=reelfarm-%s backend=%s model=%s dim=%lld heads=%lld ffn=%lld layers=%lld frames=%lld "
            "latent_frames=%lld height=%lld width=%lld tokens=%lld context=%lld causal_block_size=%d threads=%d "
            "ranks=%d cfg=%d sp=%d ulysses=%d ring=%d tp=%d shard=%lld guidance=%g forwards_per_step=%d "
            "step_s_min=%.4f step_s_median=%.4f gflop_step=%.2f gflops=%.2f comm_s_max=%.4f comm_s_mean=%.4f "
            "compute_s_max=%.4f compute_s_mean=%.4f comm_share=%.3f bytes_step_max=%.0f bytes_step_mean=%.0f "
-           "model_wire_bytes_step=%.0f model_match=%d oversubscribed=%d peak_rss_mb_max=%.1f loadavg=%.2f\n",
-           r->o->model_size, (long long)c->dim, (long long)c->num_heads, (long long)c->ffn_dim,
+           "model_wire_bytes_step=%.0f model_match=%d oversubscribed=%d peak_rss_mb_max=%.1f loadavg=%.2f",
+           backend_name(r->o->backend), backend_name(r->o->backend), r->o->model_size, (long long)c->dim,
+           (long long)c->num_heads, (long long)c->ffn_dim,
            (long long)c->num_layers, (long long)r->o->pixel_frames, (long long)r->f, (long long)r->o->height,
            (long long)r->o->width, (long long)r->tokens, (long long)r->o->text_len, r->o->causal_block_size,
            r->threads, r->world, r->lay->cfg, r->lay->sp, r->lay->ulysses, r->lay->ring, r->lay->tp,
@@ -402,6 +453,10 @@ static void print_report(const struct bench_report *r, double step_min, double s
            time_sum > 0 ? comm_sum / time_sum : 0.0, bytes_max, bytes_sum / r->world,
            comm_model_wire_total(r->model0, false), match ? 1 : 0, oversubscribed ? 1 : 0, rss_max,
            loadavg_1min());
+    if (r->o->backend == BACKEND_CUDA)
+        printf(" gpu=%s gpu_mem_used_mb_peak=%.1f gpu_mem_total_mb=%.1f gpu_weights_mb=%.1f gpu_activations_mb=%.1f",
+               r->gpu_name, r->dev_used_peak_mb, r->dev_total_mb, r->dev_weights_mb, r->dev_activations_mb);
+    printf("\n");
     for (int k = 0; k < K; k++) {
         if (!kind_reported(k)) continue;
         double cmax = 0, bmax = 0, bsum = 0, smax = 0, ssum = 0, mb = 0;
@@ -447,10 +502,39 @@ static int bench_comm_model(const struct bench_options *o, const struct wan_conf
  * The benchmark
  * ---------------------------------------------------------------------------------------------- */
 
+/* --backend cuda: one process, one GPU, no parallel layout (yet). */
+static int check_cuda_request(const struct bench_options *o) {
+    if (!backend_cuda_compiled())
+        return err_set(ERR_UNSUPPORTED, "--backend cuda: this build has no CUDA backend (configure with nvcc present)");
+    if (par_active() && par_world() > 1)
+        return err_set(ERR_UNSUPPORTED, "--backend cuda runs on one process for now: run it without mpirun (%d ranks; "
+                       "sequence, tensor and CFG parallelism on GPUs need the NCCL communicator in the forward)",
+                       par_world());
+    if (o->par.sp > 1 || o->par.tp > 1 || o->par.ulysses > 1 || o->par.cfg == 2)
+        return err_set(ERR_UNSUPPORTED, "--backend cuda: --sp, --tp, --ulysses and --cfg-parallel are not supported on "
+                       "the GPU yet (one process, one GPU)");
+    return ERR_OK;
+}
+
+/* Device memory in use (total - free) into *peak_mb if larger; the total into *total_mb. */
+static void sample_device_memory(const struct exec_ctx *ctx, double *peak_mb, double *total_mb) {
+#if REELFARM_HAVE_CUDA
+    if (ctx->backend != BACKEND_CUDA) return;
+    size_t free_b = 0, total_b = 0;
+    if (cuda_mem_info(&free_b, &total_b) < 0) {
+        err_clear();
+        return;
+    }
+    const double used = (double)(total_b - free_b) / (1 << 20);
+    *peak_mb = used > *peak_mb ? used : *peak_mb;
+    *total_mb = (double)total_b / (1 << 20);
+#else
+    (void)ctx, (void)peak_mb, (void)total_mb;
+#endif
+}
+
 int worker_bench(const struct bench_options *o) {
-    if (o->backend != BACKEND_CPU && !o->comm_model)
-        return err_set(ERR_UNSUPPORTED, "--backend %s: only the cpu backend can run forwards in this build",
-                       backend_name(o->backend));
+    if (o->backend == BACKEND_CUDA && !o->comm_model) TRY(check_cuda_request(o));
     struct wan_config cfg;
     TRY(wan_config_preset(o->model_size, &cfg));
     if (o->layers > 0) cfg.num_layers = o->layers;
@@ -482,12 +566,25 @@ int worker_bench(const struct bench_options *o) {
     struct wan_model *m = NULL;
     struct bench_run run;
     memset(&run, 0, sizeof run);
+    run.ctx = exec_ctx_cpu(o->threads);
+    run.host = exec_ctx_cpu(o->threads);
+    char gpu_name[128] = "none";
+    double dev_peak_mb = 0, dev_total_mb = 0;
     const int64_t lat_n = cfg.out_channels * f * h * w;
     float *lat = NULL, *ctxv = NULL, *tsv = NULL, *pred = NULL, *pred_u = NULL;
     double *times = NULL, *recs = NULL, *mine = NULL, *walls = NULL;
     int rc = ERR_OK;
+#if REELFARM_HAVE_CUDA
+    if (o->backend == BACKEND_CUDA) {
+        if ((rc = cuda_backend_init(&run.ctx, 0)) < 0) goto end;
+        cuda_device_name(gpu_name, sizeof gpu_name);
+        for (char *p = gpu_name; *p; p++) /* one key=value token */
+            if (*p == ' ' || *p == '=') *p = '_';
+    }
+#endif
     double t0 = time_now();
     if ((rc = wan_model_init_random_tp(&m, &cfg, o->seed, mesh.tp_idx, lay.tp)) < 0) goto end;
+    if ((rc = wan_model_to_device(m, &run.ctx)) < 0) goto end; /* CPU: nothing; CUDA: one device arena */
     const double init_s = time_now() - t0;
 
     lat = malloc((size_t)lat_n * sizeof(float));
@@ -521,8 +618,8 @@ int worker_bench(const struct bench_options *o) {
     struct wan_dit_shape shape;
     if ((rc = wan_dit_check_input(m, &run.in, &shape)) < 0) goto end;
     const struct wan_dit_par dit = {.sp = mesh.sp, .ulysses = mesh.ulysses, .ring = mesh.ring, .tp = mesh.tp};
+    /* on the model's device, allocated once here: the timed forwards allocate nothing */
     if ((rc = wan_dit_workspace_init_par(&run.ws, m, &shape, world > 1 ? &dit : NULL)) < 0) goto end;
-    run.ctx = exec_ctx_cpu(o->threads);
 
     /* the communication model of this rank, f32 payloads as the CPU backend sends them */
     const struct comm_model_dtypes dt32 = comm_model_dtypes_f32();
@@ -535,6 +632,7 @@ int worker_bench(const struct bench_options *o) {
         par_barrier();
         bench_step(&run);
     }
+    sample_device_memory(&run.ctx, &dev_peak_mb, &dev_total_mb);
     struct comm_stats first = {0}, sum = {0};
     bool match = true;
     for (int i = 0; i < o->repeat; i++) {
@@ -543,7 +641,8 @@ int worker_bench(const struct bench_options *o) {
         par_mesh_stats(&mesh, &before);
         t0 = time_now();
         bench_step(&run);
-        times[i] = time_now() - t0;
+        times[i] = time_now() - t0; /* a forward returns after downloading its output: the GPU is done */
+        sample_device_memory(&run.ctx, &dev_peak_mb, &dev_total_mb);
         par_mesh_stats(&mesh, &after);
         stats_delta(&d, &after, &before);
         if (i == 0) first = d;
@@ -557,6 +656,25 @@ int worker_bench(const struct bench_options *o) {
     const int threads = exec_ctx_threads(&run.ctx);
     const double flops = wan_dit_flops(&cfg, &shape, o->causal_block_size);
     const int64_t tokens = f * (h / 2) * (w / 2);
+    const double dev_weights_mb = m->device == DEVICE_CPU ? 0 : (double)m->weight_arena.size / (1 << 20);
+    const double dev_act_mb = run.ws.device == DEVICE_CPU ? 0 : (double)run.ws.arena.size / (1 << 20);
+    if (legacy && o->backend == BACKEND_CUDA) {
+        qsort(times, (size_t)o->repeat, sizeof *times, cmp_double);
+        const double peak = gemm_peak_gflops(&run.ctx);
+        printf("bench impl=reelfarm-cuda backend=cuda gpu=%s model=%s dim=%lld heads=%lld ffn=%lld layers=%lld "
+               "frames=%lld latent_frames=%lld height=%lld width=%lld tokens=%lld context=%lld causal_block_size=%d "
+               "dtype=f32 forward_s_min=%.4f forward_s_median=%.4f gflop=%.1f gflops=%.1f tflops=%.2f "
+               "gemm_peak_tflops=%.2f params_m=%.1f weights_mb=%.1f activations_mb=%.1f gpu_mem_used_mb_peak=%.1f "
+               "gpu_mem_total_mb=%.1f init_s=%.2f peak_rss_mb=%.1f\n",
+               gpu_name, o->model_size, (long long)cfg.dim, (long long)cfg.num_heads, (long long)cfg.ffn_dim,
+               (long long)cfg.num_layers, (long long)o->pixel_frames, (long long)f, (long long)o->height,
+               (long long)o->width, (long long)tokens, (long long)o->text_len, o->causal_block_size, times[0],
+               times[o->repeat / 2], flops / 1e9, flops / times[0] / 1e9, flops / times[0] / 1e12, peak / 1e3,
+               (double)m->n_params / 1e6, dev_weights_mb, dev_act_mb, dev_peak_mb, dev_total_mb, init_s,
+               (double)mem_peak_rss() / (1 << 20));
+        fflush(stdout);
+        goto end;
+    }
     if (legacy) {
         qsort(times, (size_t)o->repeat, sizeof *times, cmp_double);
         const double peak = gemm_peak_gflops(&run.ctx);
@@ -623,7 +741,9 @@ int worker_bench(const struct bench_options *o) {
     struct bench_report rep = {.o = o, .cfg = &cfg, .lay = &lay, .layout_desc = layout_desc, .f = f, .h = h, .w = w,
                                .tokens = tokens, .shard = model0.shard, .threads = threads, .world = world,
                                .repeat = o->repeat, .flops_forward = flops, .init_s = init_s, .gemm_peak = 0,
-                               .recs = recs, .rec = L, .model0 = &model0};
+                               .recs = recs, .rec = L, .model0 = &model0, .gpu_name = gpu_name,
+                               .dev_used_peak_mb = dev_peak_mb, .dev_total_mb = dev_total_mb,
+                               .dev_weights_mb = dev_weights_mb, .dev_activations_mb = dev_act_mb};
     if (!all_match)
         LOG_WARN("measured collective calls/bytes differ from the communication model (worker/comm_model.c): "
                  "model/wan_dit.c or df_sampler.c changed what it sends");
@@ -635,6 +755,9 @@ int worker_bench(const struct bench_options *o) {
 end:
     wan_dit_workspace_free(&run.ws);
     wan_model_free(&m);
+#if REELFARM_HAVE_CUDA
+    cuda_backend_free(&run.ctx); /* after the device arenas; nothing for a CPU context */
+#endif
     par_mesh_destroy(&mesh);
     free(lat);
     free(ctxv);

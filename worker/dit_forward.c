@@ -3,6 +3,8 @@
  * IN.h5: latents f32 [16, F, H, W]; timesteps f32 [F] or [1]; context f32 [Lc, text_dim];
  * I2V models also condition f32 [Cin - 16, F, H, W] and clip_features f32 [Ni, image_dim];
  * optional integer fps (0 or 1). OUT.h5: noise_pred f32 [16, F, H, W] and provenance attributes.
+ * --backend cuda: the model loads on the CPU as always, then moves to GPU 0 (wan_model_to_device) and the
+ * workspace is allocated there; the forward uploads the inputs and downloads the prediction itself.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -14,6 +16,28 @@
 #include "io/h5io.h"
 #include "model/wan_dit.h"
 #include "worker/worker.h"
+#if REELFARM_HAVE_CUDA
+#include "kernels/cuda/kern_cuda.h"
+#endif
+
+/* The execution context of --backend: the CPU, or GPU 0 (recoverable error when there is none). */
+static int open_backend(enum backend b, int threads, struct exec_ctx *ctx) {
+    *ctx = exec_ctx_cpu(threads);
+    if (b == BACKEND_CPU) return ERR_OK;
+#if REELFARM_HAVE_CUDA
+    return cuda_backend_init(ctx, 0);
+#else
+    return err_set(ERR_UNSUPPORTED, "--backend cuda: this build has no CUDA backend (configure with nvcc present)");
+#endif
+}
+
+static void close_backend(struct exec_ctx *ctx) {
+#if REELFARM_HAVE_CUDA
+    cuda_backend_free(ctx); /* NULL-tolerant: nothing for a CPU context */
+#else
+    (void)ctx;
+#endif
+}
 
 static int read_optional_f32(struct h5_file *f, const char *name, struct tensor *t) {
     memset(t, 0, sizeof *t);
@@ -26,6 +50,7 @@ int worker_dit_forward(const struct dit_forward_options *opt) {
     struct wan_dit_input x;
     struct wan_dit_workspace ws;
     float *pred = NULL;
+    struct exec_ctx ctx = exec_ctx_cpu(opt->threads);
     memset(&x, 0, sizeof x);
     memset(&ws, 0, sizeof ws);
     int rc;
@@ -62,8 +87,10 @@ int worker_dit_forward(const struct dit_forward_options *opt) {
     }
     x.causal_block_size = opt->causal_block_size;
 
+    if ((rc = open_backend(opt->backend, opt->threads, &ctx)) < 0) goto end;
     double t0 = time_now();
     if ((rc = wan_model_load(&m, opt->model_dir)) < 0) goto end;
+    if ((rc = wan_model_to_device(m, &ctx)) < 0) goto end; /* CPU: nothing; CUDA: weights into one device arena */
     const double load_s = time_now() - t0;
     struct wan_dit_shape shape;
     if ((rc = wan_dit_check_input(m, &x, &shape)) < 0) {
@@ -82,15 +109,16 @@ int worker_dit_forward(const struct dit_forward_options *opt) {
     struct tensor out_t =
         tensor_make(DTYPE_F32, DEVICE_CPU, pred, 4,
                     (int64_t[]){m->cfg.out_channels, shape.frames, shape.height, shape.width});
-    struct exec_ctx ctx = exec_ctx_cpu(opt->threads);
     t0 = time_now();
-    wan_dit_forward(m, &ctx, &ws, &x, &out_t);
+    wan_dit_forward(m, &ctx, &ws, &x, &out_t); /* returns with out_t downloaded (CUDA: stream synchronised) */
     const double fwd_s = time_now() - t0;
     const int64_t tokens = shape.frames / m->cfg.patch[0] * (shape.height / m->cfg.patch[1]) *
                            (shape.width / m->cfg.patch[2]);
-    LOG_INFO("dit-forward tokens=%lld context=%lld causal_block_size=%d load_s=%.3f forward_s=%.3f "
-             "activations_mb=%.1f",
-             (long long)tokens, (long long)shape.context_len, opt->causal_block_size, load_s, fwd_s,
+    LOG_INFO("dit-forward backend=%s tokens=%lld context=%lld causal_block_size=%d load_s=%.3f forward_s=%.3f "
+             "weights_mb=%.1f activations_mb=%.1f",
+             backend_name(ctx.backend), (long long)tokens, (long long)shape.context_len, opt->causal_block_size,
+             load_s, fwd_s, /* f32 weights: mapped or converted on the CPU, the device arena on a GPU */
+             m->device == DEVICE_CPU ? (double)m->n_params * 4.0 / (1 << 20) : (double)m->weight_arena.size / (1 << 20),
              (double)ws.arena.size / (1 << 20));
 
     if ((rc = h5_create(&out, opt->out_path, opt->force)) < 0) goto end;
@@ -100,13 +128,14 @@ int worker_dit_forward(const struct dit_forward_options *opt) {
     if ((rc = h5_attr_set_str(out, "reelfarm_version", REELFARM_VERSION)) < 0) goto end;
     if ((rc = h5_attr_set_str(out, "model", opt->model_dir)) < 0) goto end;
     if ((rc = h5_attr_set_i64(out, "causal_block_size", opt->causal_block_size)) < 0) goto end;
-    if ((rc = h5_attr_set_str(out, "backend", "cpu-f32")) < 0) goto end;
+    if ((rc = h5_attr_set_str(out, "backend", ctx.backend == BACKEND_CUDA ? "cuda-f32" : "cpu-f32")) < 0) goto end;
     rc = h5_commit(&out);
 end:
     h5_close(&out);
     h5_close(&in);
     wan_dit_workspace_free(&ws);
     wan_model_free(&m);
+    close_backend(&ctx); /* after the device arenas are released */
     free(x.latents.data);
     free(x.timesteps.data);
     free(x.context.data);

@@ -22,6 +22,7 @@ struct dit_forward_options {
     int causal_block_size; /* 0: full attention */
     int threads;           /* <= 0: all cores */
     bool force;            /* overwrite an existing output */
+    enum backend backend;  /* BACKEND_CPU (default) or BACKEND_CUDA (GPU 0, float32) */
 };
 
 /* reelfarm dit-forward: IN.h5 (latents, timesteps, context[, condition, clip_features, fps]) ->

@@ -5,11 +5,15 @@
  * stream, one cuBLAS handle bound to it with CUBLAS_DEFAULT_MATH so fp32 GEMMs never use TF32);
  * cuda_alloc/cuda_free wrap cudaMalloc (256-byte aligned, fatal on failure); cuda_device_count()
  * answers 0 on a machine without driver or device instead of dying.
- * What it does not do: no arenas or workspaces yet (cuBLAS keeps its own default workspace), no
+ * cuda_arena_init/free give core/arena.h arenas over one cudaMalloc (the DiT's weights and workspace,
+ * model/wan_dit.c); cuda_mem_info reports the device's memory for benchmarks.
+ * What it does not do: no per-op scratch workspaces yet (cuBLAS keeps its own default workspace), no
  * multi-GPU or NCCL (parallel/), no bf16. It has no CPU twin; the CPU context is exec_ctx_cpu()
  * in kernels/ops.c.
  */
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "kernels/cuda/kern_cuda.h" /* brings core/error.h, log.h, process.h with C linkage */
 
@@ -102,6 +106,60 @@ void cuda_free(void *p) {
 void cuda_sync(const struct exec_ctx *ctx) {
     CHECK(ctx != NULL && ctx->cuda_state != NULL, "cuda_sync: not a CUDA context (cuda_backend_init)");
     CUDA_CHECK(cudaStreamSynchronize(cuda_stream_of(ctx)));
+}
+
+int cuda_arena_init(struct arena *a, const char *name, size_t size) {
+    memset(a, 0, sizeof *a);
+    a->name = name;
+    size = arena_round(size ? size : (size_t)ARENA_ALIGN);
+    void *p = NULL;
+    cudaError_t e = cudaMalloc(&p, size);
+    if (e != cudaSuccess) {
+        (void)cudaGetLastError(); /* out of memory is not sticky: clear it so the process can go on */
+        size_t free_b = 0, total_b = 0;
+        if (cudaMemGetInfo(&free_b, &total_b) != cudaSuccess) (void)cudaGetLastError();
+        return err_set(ERR_NOMEM, "cannot allocate %.1f MiB on the GPU for the %s arena (%s; %.1f of %.1f MiB free)",
+                       (double)size / (1 << 20), name, cudaGetErrorString(e), (double)free_b / (1 << 20),
+                       (double)total_b / (1 << 20));
+    }
+    CHECK(((uintptr_t)p & (uintptr_t)(ARENA_ALIGN - 1)) == 0, "cudaMalloc returned %p, not %d-byte aligned", p,
+          (int)ARENA_ALIGN);
+    /* zeroed like a host arena (padding rows stay zero); on the legacy stream, so wait for it here: the
+     * context's stream is non-blocking and would not order after it */
+    CUDA_CHECK(cudaMemset(p, 0, size));
+    CUDA_CHECK(cudaDeviceSynchronize());
+    a->base = (char *)p;
+    a->size = size;
+    return ERR_OK;
+}
+
+void cuda_arena_free(struct arena *a) {
+    if (!a) return;
+    if (a->base) CUDA_CHECK(cudaFree(a->base));
+    a->base = NULL;
+    a->size = a->used = 0;
+}
+
+int cuda_mem_info(size_t *free_bytes, size_t *total_bytes) {
+    cudaError_t e = cudaMemGetInfo(free_bytes, total_bytes);
+    if (e != cudaSuccess) {
+        (void)cudaGetLastError();
+        *free_bytes = *total_bytes = 0;
+        return err_set(ERR_UNSUPPORTED, "cudaMemGetInfo: %s", cudaGetErrorString(e));
+    }
+    return ERR_OK;
+}
+
+void cuda_device_name(char *buf, size_t cap) {
+    if (cap == 0) return;
+    snprintf(buf, cap, "unknown");
+    int dev = 0;
+    cudaDeviceProp prop;
+    if (cudaGetDevice(&dev) != cudaSuccess || cudaGetDeviceProperties(&prop, dev) != cudaSuccess) {
+        (void)cudaGetLastError();
+        return;
+    }
+    snprintf(buf, cap, "%s", prop.name);
 }
 
 /* ---- shared by the twins ---- */

@@ -2,7 +2,8 @@
  *
  * What it does: declares the kern_<name>_cuda() twin of every kern_<name>_cpu() in
  * kernels/cpu/kern_cpu.h (same arguments, same semantics, documented once in ops.h) and a small
- * device API (cuda_backend_init/free, cuda_device_count, cuda_alloc/free, cuda_sync). Includable
+ * device API (cuda_backend_init/free, cuda_device_count, cuda_alloc/free, cuda_sync, device arenas and
+ * memory figures for the model's weights and workspace). Includable
  * from C11 (kernels/ops.c, tests) and from the .cu files; the C part names no CUDA type (the
  * stream and the handles travel as void * in struct exec_ctx).
  * What it does not do: the twins compute in float32 only (bf16 kernels come with the CUDA-backend
@@ -18,6 +19,7 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "core/arena.h"
 #include "core/cdefs.h"
 #include "core/tensor.h"
 #include "kernels/ops.h"
@@ -41,6 +43,17 @@ void *cuda_alloc(size_t bytes);
 void cuda_free(void *p); /* NULL-tolerant */
 /* Wait until everything queued on ctx's stream has finished (fatal on a CUDA error). */
 void cuda_sync(const struct exec_ctx *ctx);
+/* A device arena (core/arena.h): one cudaMalloc of `size` bytes on the current device, zeroed, carved with
+ * arena_alloc() as a host arena is (the pointers are device pointers; never dereference them on the host).
+ * Returns 0, or ERR_NOMEM with a message naming the arena, the request and the device's free memory
+ * (recoverable: a caller can say which option shrinks it). Release it with cuda_arena_free, never arena_free. */
+int cuda_arena_init(struct arena *a, const char *name, size_t size);
+void cuda_arena_free(struct arena *a); /* NULL-tolerant; leaves an empty arena */
+/* Free and total memory of the current device (cudaMemGetInfo): total - free is what this process and every
+ * other one hold on it (context, cuBLAS workspaces and arenas included). Returns 0 or a negative err_code. */
+int cuda_mem_info(size_t *free_bytes, size_t *total_bytes);
+/* The current device's name ("NVIDIA H100 80GB HBM3") into buf; "unknown" if it cannot be read. */
+void cuda_device_name(char *buf, size_t cap);
 
 /* ---- op twins (one .cu per CPU file; see kern_cpu.h) ---- */
 
