@@ -31,6 +31,11 @@
  * the frames before it). libav's own log lines go to core/log.h at DEBUG; the last libav error
  * text is appended to the err_set() line instead, so the CLI prints one line per failure.
  * SVT_LOG defaults to 1 (errors only) so SVT-AV1 does not print its banner on stderr.
+ *
+ * Builds: io/video_common.c (pixel conversions, option defaults, crop box) is in every build; the writer
+ * and reader are io/video.c, or io/video_none.c in a build configured with -DWITH_FFMPEG=OFF
+ * (REELFARM_HAVE_FFMPEG == 0), where video_writer_open, video_probe, video_read and video_read_all
+ * return ERR_UNSUPPORTED with one line saying so (write .h5 outputs instead; docs/gpu.md).
  */
 #ifndef REELFARM_IO_VIDEO_H
 #define REELFARM_IO_VIDEO_H

@@ -744,7 +744,44 @@ static void test_errors(const char *dir) {
     free(f);
 }
 
+/* A build with -DWITH_FFMPEG=OFF (io/video_none.c): every video file is refused with ERR_UNSUPPORTED and one
+ * line naming the file and the way out, and nothing is left on disk. */
+static void test_without_ffmpeg(const char *dir) {
+    struct video_writer_options o;
+    video_writer_default_options(&o);
+    o.width = o.height = 32;
+    const char *mp4 = t_path(dir, "film.mp4");
+    struct video_writer *w = NULL;
+    T_CHECK(video_writer_open(&w, mp4, &o) == ERR_UNSUPPORTED && !w && strstr(err_message(), mp4) &&
+                strstr(err_message(), "-DWITH_FFMPEG=OFF") && strstr(err_message(), ".h5") &&
+                !strchr(err_message(), '\n'),
+            "writer: %s", err_message());
+    T_CHECK(!fs_exists(mp4), "nothing written");
+    T_CHECK(video_writer_close(&w, true) == ERR_OK && video_writer_frame_count(w) == 0, "close(NULL)");
+    const char *png = t_path(dir, "start.png");
+    t_write_file(png, "not read", 8);
+    struct video_info info;
+    float *v = NULL;
+    int64_t n = -1;
+    T_CHECK(video_probe(png, &info) == ERR_UNSUPPORTED && strstr(err_message(), png) &&
+                strstr(err_message(), "-DWITH_FFMPEG=OFF"),
+            "probe: %s", err_message());
+    T_CHECK(video_read_all(png, 32, 32, 0, &v, &n) == ERR_UNSUPPORTED && !v && n == 0, "read_all: %s", err_message());
+    struct window_rec r = {0};
+    T_CHECK(video_read(png, 32, 32, 0, 1, window_cb, &r, &n) == ERR_UNSUPPORTED && n == 0 && r.n == 0, "read: %s",
+            err_message());
+}
+
 int main(void) {
+    if (!REELFARM_HAVE_FFMPEG) {
+        const char *tmp = t_tmpdir("video");
+        test_pixels();
+        test_without_ffmpeg(tmp);
+        if (t_failures) return t_summary(__FILE__);
+        t_rmtree(tmp);
+        return t_skip("test_video", "built with -DWITH_FFMPEG=OFF: the pixel conversions and the refusals of video "
+                                    "files passed; the FFmpeg writer and reader checks did not run");
+    }
     have_ffprobe = run("ffprobe -version >/dev/null 2>&1 && ffmpeg -version >/dev/null 2>&1") == 0;
     if (!have_ffprobe) printf("note: ffprobe/ffmpeg not found; skipping the checks that need them\n");
     const char *tmp = t_tmpdir("video");
