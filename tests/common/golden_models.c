@@ -106,3 +106,42 @@ bool golden_st_matches(const struct st_set *st, const struct h5_file *f, const c
             what, sum, ws, (long long)count, wc, regen_script);
     return same;
 }
+
+int dit_golden_read(const char *path, struct dit_golden *g) {
+    memset(g, 0, sizeof *g);
+    snprintf(g->path, sizeof g->path, "%s", path);
+    struct h5_file *f = NULL;
+    TRY(h5_open_read(&f, path));
+    char tmp[128];
+    int rc = h5_attr_get_str(f, "reelfarm_format", tmp, sizeof tmp);
+    if (rc == ERR_OK && strcmp(tmp, "reelfarm-golden") != 0)
+        rc = err_set(ERR_FORMAT, "%s: not a reelfarm golden file (format '%s')", path, tmp);
+    int64_t version = 0, causal_block_size = 0;
+    if (rc == ERR_OK) rc = h5_attr_get_i64(f, "reelfarm_format_version", &version);
+    if (rc == ERR_OK && version != 1)
+        rc = err_set(ERR_FORMAT, "%s: golden format version %lld, expected 1 (regenerate with scripts/make-goldens.sh)",
+                     path, (long long)version);
+    if (rc == ERR_OK) rc = h5_attr_get_str(f, "case", g->name, sizeof g->name);
+    if (rc == ERR_OK) rc = h5_attr_get_str(f, "model_args", g->model_args, sizeof g->model_args);
+    if (rc == ERR_OK) rc = h5_attr_get_i64(f, "causal_block_size", &causal_block_size);
+    if (rc == ERR_OK) rc = h5_read_f32(f, "latents", &g->in.latents);
+    if (rc == ERR_OK) rc = h5_read_f32(f, "timesteps", &g->in.timesteps);
+    if (rc == ERR_OK) rc = h5_read_f32(f, "context", &g->in.context);
+    if (rc == ERR_OK && h5_has(f, "condition")) rc = h5_read_f32(f, "condition", &g->in.condition);
+    if (rc == ERR_OK && h5_has(f, "clip_features")) rc = h5_read_f32(f, "clip_features", &g->in.clip);
+    g->in.fps_code = -1;
+    if (rc == ERR_OK && h5_has(f, "fps")) {
+        int64_t fps = 0;
+        rc = h5_read_i64_scalar(f, "fps", &fps);
+        g->in.fps_code = (int)fps;
+    }
+    if (rc == ERR_OK) rc = h5_read_f32(f, "noise_pred", &g->ref);
+    g->in.causal_block_size = (int)causal_block_size;
+    h5_close(&f);
+    return rc;
+}
+
+void dit_golden_free(struct dit_golden *g) {
+    free(g->in.latents.data), free(g->in.timesteps.data), free(g->in.context.data);
+    free(g->in.condition.data), free(g->in.clip.data), free(g->ref.data);
+}

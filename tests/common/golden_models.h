@@ -23,6 +23,19 @@ struct wan_model *golden_model_load(const char *tmp, const char *args, const cha
 /* Compare the loaded weights with the fingerprint attributes of golden file f; prints a hint on mismatch. */
 bool golden_model_matches(struct wan_model *m, const struct h5_file *f, const char *what);
 
+/* A DiT golden file (tests/golden/<case>.h5, written by scripts/make-goldens.sh): the forward's inputs and
+ * PyTorch's noise_pred. */
+struct dit_golden {
+    char path[1300];
+    char name[128];       /* attribute case */
+    char model_args[256]; /* make-tiny-model flags of its model */
+    struct wan_dit_input in;
+    struct tensor ref;    /* noise_pred */
+};
+/* Read path (format and version checked); dit_golden_free releases it (also after an error). */
+int dit_golden_read(const char *path, struct dit_golden *g);
+void dit_golden_free(struct dit_golden *g);
+
 struct st_set;
 /* Compare the weights of st (all tensors, as f32) with the golden's <attr_prefix>_sum / _sumsq / _count
  * attributes; on mismatch the failure names regen_script. */

@@ -128,48 +128,11 @@ static float *forward_gpu(const char *what, const struct wan_model *m, const str
 
 /* ---- the tiny-model goldens: their inputs, their model, their PyTorch output ---- */
 
-struct golden {
-    char path[1100];
-    char name[64];
-    char model_args[256];
-    struct wan_dit_input in;
-    struct tensor ref;
-};
-
-static int golden_read(struct golden *g) {
-    struct h5_file *f = NULL;
-    TRY(h5_open_read(&f, g->path));
-    int64_t cbs = 0;
-    int rc = h5_attr_get_str(f, "case", g->name, sizeof g->name);
-    if (rc == ERR_OK) rc = h5_attr_get_str(f, "model_args", g->model_args, sizeof g->model_args);
-    if (rc == ERR_OK) rc = h5_attr_get_i64(f, "causal_block_size", &cbs);
-    if (rc == ERR_OK) rc = h5_read_f32(f, "latents", &g->in.latents);
-    if (rc == ERR_OK) rc = h5_read_f32(f, "timesteps", &g->in.timesteps);
-    if (rc == ERR_OK) rc = h5_read_f32(f, "context", &g->in.context);
-    if (rc == ERR_OK && h5_has(f, "condition")) rc = h5_read_f32(f, "condition", &g->in.condition);
-    if (rc == ERR_OK && h5_has(f, "clip_features")) rc = h5_read_f32(f, "clip_features", &g->in.clip);
-    g->in.fps_code = -1;
-    if (rc == ERR_OK && h5_has(f, "fps")) {
-        int64_t fps = 0;
-        rc = h5_read_i64_scalar(f, "fps", &fps);
-        g->in.fps_code = (int)fps;
-    }
-    if (rc == ERR_OK) rc = h5_read_f32(f, "noise_pred", &g->ref);
-    g->in.causal_block_size = (int)cbs;
-    h5_close(&f);
-    return rc;
-}
-
-static void golden_free(struct golden *g) {
-    free(g->in.latents.data), free(g->in.timesteps.data), free(g->in.context.data);
-    free(g->in.condition.data), free(g->in.clip.data), free(g->ref.data);
-}
-
 static void test_golden(const char *tmp, const char *dir, const char *file) {
-    struct golden g;
-    memset(&g, 0, sizeof g);
-    snprintf(g.path, sizeof g.path, "%s/%s", dir, file);
-    T_REQUIRE(golden_read(&g) == ERR_OK, "%s: %s", g.path, err_message());
+    struct dit_golden g;
+    char path[1200];
+    snprintf(path, sizeof path, "%s/%s", dir, file);
+    T_REQUIRE(dit_golden_read(path, &g) == ERR_OK, "%s: %s", path, err_message());
     const int64_t n = tensor_numel(&g.ref);
 
     struct wan_model *cpu_m = golden_model_load(tmp, g.model_args, NULL);
@@ -191,7 +154,7 @@ static void test_golden(const char *tmp, const char *dir, const char *file) {
     guard_free(out);
     guard_free(ref_cpu);
     wan_model_free(&gpu_m);
-    golden_free(&g);
+    dit_golden_free(&g);
 }
 
 /* ---- a random model at the real 1.3B width (2 layers) ---- */

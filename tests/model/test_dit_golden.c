@@ -22,54 +22,6 @@
 #include "tests/common/golden_models.h"
 #include "tests/common/test_util.h"
 
-struct golden {
-    char path[1300];
-    char name[128];
-    char model_args[256];
-    int64_t causal_block_size;
-    struct wan_dit_input in;
-    struct tensor ref; /* noise_pred */
-};
-
-static int read_golden(const char *path, struct golden *g) {
-    memset(g, 0, sizeof *g);
-    snprintf(g->path, sizeof g->path, "%s", path);
-    struct h5_file *f = NULL;
-    TRY(h5_open_read(&f, path));
-    char tmp[128];
-    int rc = h5_attr_get_str(f, "reelfarm_format", tmp, sizeof tmp);
-    if (rc == ERR_OK && strcmp(tmp, "reelfarm-golden") != 0)
-        rc = err_set(ERR_FORMAT, "%s: not a reelfarm golden file (format '%s')", path, tmp);
-    int64_t version = 0;
-    if (rc == ERR_OK) rc = h5_attr_get_i64(f, "reelfarm_format_version", &version);
-    if (rc == ERR_OK && version != 1)
-        rc = err_set(ERR_FORMAT, "%s: golden format version %lld, expected 1 (regenerate with scripts/make-goldens.sh)",
-                     path, (long long)version);
-    if (rc == ERR_OK) rc = h5_attr_get_str(f, "case", g->name, sizeof g->name);
-    if (rc == ERR_OK) rc = h5_attr_get_str(f, "model_args", g->model_args, sizeof g->model_args);
-    if (rc == ERR_OK) rc = h5_attr_get_i64(f, "causal_block_size", &g->causal_block_size);
-    if (rc == ERR_OK) rc = h5_read_f32(f, "latents", &g->in.latents);
-    if (rc == ERR_OK) rc = h5_read_f32(f, "timesteps", &g->in.timesteps);
-    if (rc == ERR_OK) rc = h5_read_f32(f, "context", &g->in.context);
-    if (rc == ERR_OK && h5_has(f, "condition")) rc = h5_read_f32(f, "condition", &g->in.condition);
-    if (rc == ERR_OK && h5_has(f, "clip_features")) rc = h5_read_f32(f, "clip_features", &g->in.clip);
-    g->in.fps_code = -1;
-    if (rc == ERR_OK && h5_has(f, "fps")) {
-        int64_t fps;
-        rc = h5_read_i64_scalar(f, "fps", &fps);
-        g->in.fps_code = (int)fps;
-    }
-    if (rc == ERR_OK) rc = h5_read_f32(f, "noise_pred", &g->ref);
-    g->in.causal_block_size = (int)g->causal_block_size;
-    h5_close(&f);
-    return rc;
-}
-
-static void golden_free(struct golden *g) {
-    free(g->in.latents.data), free(g->in.timesteps.data), free(g->in.context.data);
-    free(g->in.condition.data), free(g->in.clip.data), free(g->ref.data);
-}
-
 /* Run one forward; returns a malloc'd output. */
 static float *run_forward(const struct wan_model *m, const struct wan_dit_input *in, int threads) {
     struct wan_dit_shape shape;
@@ -99,7 +51,7 @@ static struct cmp_result accept(const float *out, const struct tensor *ref) {
     return cmp_f32(out, r, n, tol);
 }
 
-static void check_case(const char *tmp, struct golden *g) {
+static void check_case(const char *tmp, struct dit_golden *g) {
     struct wan_model *m = golden_model_load(tmp, g->model_args, NULL);
     struct h5_file *f = NULL;
     T_REQUIRE(h5_open_read(&f, g->path) == ERR_OK, "%s", err_message());
@@ -110,7 +62,7 @@ static void check_case(const char *tmp, struct golden *g) {
         struct cmp_result r = accept(out, &g->ref);
         char what[512];
         snprintf(what, sizeof what, "golden %-20s (%s, causal %lld)", g->name, g->model_args,
-                 (long long)g->causal_block_size);
+                 (long long)g->in.causal_block_size);
         cmp_print(what, &r, out, g->ref.data);
         T_CHECK(r.pass, "%s: rel_l2 %.3g (limit 1e-5), max_abs %.3g (limit %.3g)", g->name, r.rel_l2, r.max_abs_err,
                 1e-4 * r.max_abs_ref);
@@ -123,7 +75,7 @@ static void check_case(const char *tmp, struct golden *g) {
 }
 
 /* Same weights, other layouts; thread count; negative controls. */
-static void check_invariances(const char *tmp, struct golden *g) {
+static void check_invariances(const char *tmp, struct dit_golden *g) {
     struct wan_model *base = golden_model_load(tmp, g->model_args, NULL);
     float *ref_out = run_forward(base, &g->in, 0);
     const int64_t n = tensor_numel(&g->ref);
@@ -180,7 +132,7 @@ static void check_invariances(const char *tmp, struct golden *g) {
 /* Output bit-identical for 1, 2 and 3 threads on an fps-embedding model: on the case's own inputs and at
  * [16, 3, 8, 8] latents, 3 timesteps, 32 context rows, where a thread-dependent GEMM partition once
  * changed 2736 of 3072 outputs (the fps projection is a 1-row GEMM). */
-static void check_thread_counts(const char *tmp, struct golden *g) {
+static void check_thread_counts(const char *tmp, struct dit_golden *g) {
     struct wan_model *m = golden_model_load(tmp, g->model_args, NULL);
     float lat[16 * 3 * 8 * 8], ctx[32 * 64], ts[3] = {999.0f, 500.0f, 0.0f};
     t_fill_normal(lat, 16 * 3 * 8 * 8, 11, 1, 1.0f);
@@ -221,8 +173,8 @@ int main(int argc, char **argv) {
         if (strncmp(names[i], "dit_", 4) != 0) continue;
         char path[1300];
         fs_join(path, sizeof path, dir, names[i]);
-        struct golden g;
-        if (read_golden(path, &g) < 0) {
+        struct dit_golden g;
+        if (dit_golden_read(path, &g) < 0) {
             T_CHECK(0, "%s", err_message());
             continue;
         }
@@ -235,7 +187,7 @@ int main(int argc, char **argv) {
             check_thread_counts(tmp, &g);
             did_threads = true;
         }
-        golden_free(&g);
+        dit_golden_free(&g);
     }
     T_CHECK(did_invariances, "golden case t2v_causal2 not found");
     T_CHECK(did_threads, "golden case fps1_causal2 not found");
