@@ -29,6 +29,9 @@ static const char dit_forward_help[] =
     "  --threads N              CPU threads (default: all cores)\n"
     "  --backend cpu|cuda       where the forward runs (default cpu); cuda: the weights and activations\n"
     "                           on GPU 0 in float32\n"
+    "  --dtype f32|bf16         storage of the weight matrices on the GPU (default f32); bf16: the\n"
+    "                           attention, FFN and embedding matrices in bf16 (half the memory),\n"
+    "                           activations f32, bf16 x bf16 products summed in f32 (--backend cuda)\n"
     "  --force                  replace OUT.h5 if it exists\n";
 
 /* "cpu" | "cuda" (the core backend names, backend_name()). */
@@ -42,14 +45,25 @@ static int parse_backend(const char *value, enum backend *b) {
     return ERR_OK;
 }
 
+/* --dtype: "f32" | "bf16" (the storage of the weight matrices on the GPU). */
+static int parse_weight_dtype(const char *value, enum dtype *dt) {
+    if (!strcmp(value, "f32"))
+        *dt = DTYPE_F32;
+    else if (!strcmp(value, "bf16"))
+        *dt = DTYPE_BF16;
+    else
+        return err_set(ERR_INVALID_ARG, "--dtype: expected f32 or bf16, got '%s'", value);
+    return ERR_OK;
+}
+
 int cmd_dit_forward(int argc, char **argv) {
     static const struct option longopts[] = {
         {"model", required_argument, 0, 'm'}, {"in", required_argument, 0, 'i'},
         {"out", required_argument, 0, 'o'},   {"causal-block-size", required_argument, 0, 'c'},
         {"threads", required_argument, 0, 't'}, {"force", no_argument, 0, 'f'},
         {"backend", required_argument, 0, 'b'}, {"help", no_argument, 0, 'h'},
-        {0, 0, 0, 0}};
-    struct dit_forward_options o = {.backend = BACKEND_CPU};
+        {"dtype", required_argument, 0, 'd'},   {0, 0, 0, 0}};
+    struct dit_forward_options o = {.backend = BACKEND_CPU, .weight_dtype = DTYPE_F32};
     static const char cmd[] = "dit-forward";
     optind = 0;
     opterr = 0;
@@ -70,6 +84,9 @@ int cmd_dit_forward(int argc, char **argv) {
         case 'b':
             if (parse_backend(optarg, &o.backend) < 0) return usage_error(cmd, "%s", err_message());
             break;
+        case 'd':
+            if (parse_weight_dtype(optarg, &o.weight_dtype) < 0) return usage_error(cmd, "%s", err_message());
+            break;
         case 'h': fputs(dit_forward_help, stdout); return 0;
         case ':': return usage_error(cmd, "option '%s' needs a value", argv[optind - 1]);
         default: return usage_error(cmd, "unknown option '%s'", argv[optind - 1]);
@@ -77,6 +94,8 @@ int cmd_dit_forward(int argc, char **argv) {
     }
     if (optind < argc) return usage_error(cmd, "unexpected argument '%s'", argv[optind]);
     if (!o.model_dir || !o.in_path || !o.out_path) return usage_error(cmd, "--model, --in and --out are required");
+    if (o.weight_dtype == DTYPE_BF16 && o.backend != BACKEND_CUDA)
+        return usage_error(cmd, "--dtype bf16 needs --backend cuda (the CPU backend computes in f32)");
     return worker_dit_forward(&o) < 0 ? run_error() : 0;
 }
 
@@ -107,6 +126,8 @@ static const char bench_help[] =
     "  --threads N                  CPU threads (default: all cores)\n"
     "  --backend cpu|cuda           where the forwards run (default cpu); cuda: GPU 0, float32, one\n"
     "                               process (no --sp/--tp/--cfg-parallel, no mpirun yet)\n"
+    "  --dtype f32|bf16             storage of the weight matrices on the GPU (default f32); bf16: the\n"
+    "                               attention, FFN and embedding matrices in bf16 (--backend cuda)\n"
     "  --seed S                     weights and inputs seed (default 0)\n"
     "  --guidance G                 > 1: a step is two passes (CFG); default 1 (one forward)\n"
     "  --json FILE                  also write the run as one JSON object (machine, layout, shapes,\n"
@@ -148,6 +169,7 @@ int cmd_bench(int argc, char **argv) {
         {"guidance", required_argument, 0, 'g'},   {"json", required_argument, 0, 'j'},
         {"comm-model", no_argument, 0, 'C'},       {"comm-dtype", required_argument, 0, 'D'},
         {"gpu-tflops", required_argument, 0, 'P'}, {"comm-ranks", required_argument, 0, 'K'},
+        {"dtype", required_argument, 0, 'd'},
         ARG_PARALLEL_LONGOPTS,
         {0, 0, 0, 0}};
     static const char cmd[] = "bench";
@@ -189,6 +211,7 @@ int cmd_bench(int argc, char **argv) {
                 return usage_error(cmd, "--comm-dtype: expected bf16 or f32, got '%s'", optarg);
             break;
         case 'b': rc = parse_backend(optarg, &o.backend); break;
+        case 'd': rc = parse_weight_dtype(optarg, &o.weight_dtype); break;
         case 'h': fputs(bench_help, stdout); return 0;
         case ':': return usage_error(cmd, "option '%s' needs a value", argv[optind - 1]);
         default: return usage_error(cmd, "unknown option '%s'", argv[optind - 1]);
@@ -196,5 +219,7 @@ int cmd_bench(int argc, char **argv) {
         if (rc < 0) return usage_error(cmd, "%s", err_message());
     }
     if (optind < argc) return usage_error(cmd, "unexpected argument '%s'", argv[optind]);
+    if (o.weight_dtype == DTYPE_BF16 && o.backend != BACKEND_CUDA && !o.comm_model)
+        return usage_error(cmd, "--dtype bf16 needs --backend cuda (the CPU backend computes in f32)");
     return worker_bench(&o) < 0 ? run_error() : 0;
 }

@@ -16,6 +16,8 @@
 #include "model/wan_dit.h"
 
 #include <math.h>
+#include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -351,18 +353,60 @@ static int model_tensors(struct wan_model *m, struct tensor ***out, size_t *n) {
     return ERR_OK;
 }
 
-size_t wan_model_device_bytes(const struct wan_model *m) {
+/* The GEMM matrices that may be stored in bf16 on the device (spec 3.10: linear layers run in bf16 under
+ * autocast upstream): every block's attention projections (self, cross, the I2V image k/v) and FFN, and the
+ * text, time, time-projection, fps and image-embedding MLPs. Everything else stays f32: the patch embedding
+ * (a Conv3d weight, small), the head's Linear (f32 upstream, spec 3.10), norms, biases, modulation tables,
+ * the fps and positional embedding tables, and the RoPE table. They are all read by op_linear only. */
+static const size_t block_matrix_offsets[] = {
+    offsetof(struct wan_block_weights, sa_q_w),     offsetof(struct wan_block_weights, sa_k_w),
+    offsetof(struct wan_block_weights, sa_v_w),     offsetof(struct wan_block_weights, sa_o_w),
+    offsetof(struct wan_block_weights, ca_q_w),     offsetof(struct wan_block_weights, ca_k_w),
+    offsetof(struct wan_block_weights, ca_v_w),     offsetof(struct wan_block_weights, ca_o_w),
+    offsetof(struct wan_block_weights, ca_img_k_w), offsetof(struct wan_block_weights, ca_img_v_w),
+    offsetof(struct wan_block_weights, ffn1_w),     offsetof(struct wan_block_weights, ffn2_w)};
+
+static bool is_gemm_matrix(const struct wan_model *m, const struct tensor *t) {
+    const struct wan_weights *w = &m->w;
+    const struct tensor *globals[] = {&w->text1_w, &w->text2_w, &w->time1_w,   &w->time2_w,  &w->tproj_w,
+                                      &w->fps1_w,  &w->fps2_w,  &w->img_ff1_w, &w->img_ff2_w};
+    for (size_t i = 0; i < sizeof globals / sizeof globals[0]; i++)
+        if (t == globals[i]) return true;
+    const char *p = (const char *)t, *b0 = (const char *)w->blocks;
+    if (!w->blocks || p < b0 || p >= (const char *)(w->blocks + m->cfg.num_layers)) return false;
+    const size_t off = (size_t)(p - b0) % sizeof(struct wan_block_weights);
+    for (size_t i = 0; i < sizeof block_matrix_offsets / sizeof block_matrix_offsets[0]; i++)
+        if (off == block_matrix_offsets[i]) return true;
+    return false;
+}
+
+/* The dtype a tensor takes on the device when the matrices are stored as matrix_dtype. */
+static enum dtype device_dtype(const struct wan_model *m, const struct tensor *t, enum dtype matrix_dtype) {
+    return matrix_dtype == DTYPE_BF16 && is_gemm_matrix(m, t) ? DTYPE_BF16 : DTYPE_F32;
+}
+
+size_t wan_model_device_bytes(const struct wan_model *m, enum dtype matrix_dtype) {
     struct tensor **list = NULL;
     size_t n = 0, bytes = 0;
     if (model_tensors((struct wan_model *)m, &list, &n) < 0) return 0;
-    for (size_t i = 0; i < n; i++) bytes += arena_round(tensor_nbytes(list[i]));
+    for (size_t i = 0; i < n; i++) /* from the element counts: the same answer before and after the move */
+        bytes += arena_round((size_t)tensor_numel(list[i]) * dtype_size(device_dtype(m, list[i], matrix_dtype)));
     free(list);
     return bytes;
 }
 
-int wan_model_to_device(struct wan_model *m, const struct exec_ctx *ctx) {
+int wan_model_to_device(struct wan_model *m, const struct exec_ctx *ctx, enum dtype matrix_dtype) {
+    if (matrix_dtype != DTYPE_F32 && matrix_dtype != DTYPE_BF16)
+        return err_set(ERR_INVALID_ARG, "weights on the device: %s; expected f32 or bf16", dtype_name(matrix_dtype));
     const enum device dev = ctx->backend == BACKEND_CUDA ? DEVICE_CUDA : DEVICE_CPU;
-    if (m->device == dev) return ERR_OK;
+    if (m->device == dev) {
+        if (dev == DEVICE_CPU && matrix_dtype != DTYPE_F32)
+            return err_set(ERR_UNSUPPORTED, "bf16 weights: the CPU backend computes in f32 (use --backend cuda)");
+        if (dev == DEVICE_CUDA && matrix_dtype != m->matrix_dtype)
+            return err_set(ERR_UNSUPPORTED, "the model is already on the GPU with %s matrices, not %s",
+                           dtype_name(m->matrix_dtype), dtype_name(matrix_dtype));
+        return ERR_OK;
+    }
     if (dev == DEVICE_CPU)
         return err_set(ERR_UNSUPPORTED, "the model is on the GPU; moving it back to the CPU is not implemented");
 #if !REELFARM_HAVE_CUDA
@@ -372,36 +416,63 @@ int wan_model_to_device(struct wan_model *m, const struct exec_ctx *ctx) {
         return err_set(ERR_UNSUPPORTED, "tensor parallel slice %d of %d: only whole models (tp = 1) run on the CUDA "
                        "backend for now", m->tp_rank, m->tp_size);
     struct tensor **list = NULL;
-    size_t n = 0, bytes = 0;
+    size_t n = 0, bytes = 0, staging_n = 0;
     TRY(model_tensors(m, &list, &n));
     for (size_t i = 0; i < n; i++) {
         /* tp = 1: no slices, so every tensor is a whole contiguous f32 tensor (converted or mapped) */
         CHECK(list[i]->dtype == DTYPE_F32 && list[i]->device == DEVICE_CPU && tensor_is_contiguous(list[i]),
               "wan_model_to_device: tensor %zu is not a contiguous host f32 tensor", i);
-        bytes += arena_round(tensor_nbytes(list[i]));
+        const enum dtype dt = device_dtype(m, list[i], matrix_dtype);
+        bytes += arena_round((size_t)tensor_numel(list[i]) * dtype_size(dt));
+        if (dt == DTYPE_BF16 && (size_t)tensor_numel(list[i]) > staging_n) staging_n = (size_t)tensor_numel(list[i]);
+    }
+    /* host staging for the bf16 conversions: one buffer of the largest matrix, reused (an upload from pageable
+     * memory returns once the source may be reused) */
+    uint16_t *staging = NULL;
+    if (staging_n > 0 && !(staging = malloc(staging_n * sizeof *staging))) {
+        free(list);
+        return err_set(ERR_NOMEM, "model %s: out of host memory for a %.1f MiB bf16 staging buffer", m->dir,
+                       (double)(staging_n * sizeof *staging) / (1 << 20));
     }
     struct arena dev_arena;
     int rc = cuda_arena_init(&dev_arena, "weights (cuda)", bytes);
     if (rc < 0) {
         free(list);
+        free(staging);
         return err_wrap("model %s: ", m->dir);
     }
+    size_t n_bf16 = 0;
     for (size_t i = 0; i < n; i++) {
         struct tensor *t = list[i];
-        struct tensor d = tensor_make(DTYPE_F32, DEVICE_CUDA, arena_alloc(&dev_arena, tensor_nbytes(t)), t->ndim,
-                                      t->shape);
+        const enum dtype dt = device_dtype(m, t, matrix_dtype);
+        struct tensor d = tensor_make(dt, DEVICE_CUDA, NULL, t->ndim, t->shape);
+        d.data = arena_alloc(&dev_arena, tensor_nbytes(&d));
         d.name = t->name;
-        op_upload(ctx, &d, t); /* pageable source: complete on return */
+        if (dt == DTYPE_F32) {
+            op_upload(ctx, &d, t); /* pageable source: complete on return */
+        } else { /* round to nearest even on the host (core/dtype.h), then upload */
+            const int64_t numel = tensor_numel(t);
+            const float *src = (const float *)t->data;
+            for (int64_t e = 0; e < numel; e++) staging[e] = f32_to_bf16(src[e]);
+            struct tensor h = tensor_make(DTYPE_BF16, DEVICE_CPU, staging, t->ndim, t->shape);
+            op_upload(ctx, &d, &h); /* pageable source: staging may be reused on return */
+            n_bf16++;
+        }
         *t = d;
     }
     cuda_sync(ctx);
     free(list);
+    free(staging);
+    /* op_linear's bf16 copy of x, reserved now so that no forward allocates it */
+    if (matrix_dtype == DTYPE_BF16) cuda_scratch_reserve(ctx, CUDA_LINEAR_SCRATCH_BYTES);
     /* the host copies are no longer referenced: the converted tensors and the checkpoint mapping */
     arena_free(&m->weight_arena);
     st_close(&m->st);
     m->weight_arena = dev_arena;
     m->device = DEVICE_CUDA;
-    LOG_INFO("model on the GPU: tensors=%zu weights_mb=%.1f", n, (double)bytes / (1 << 20));
+    m->matrix_dtype = matrix_dtype;
+    LOG_INFO("model on the GPU: tensors=%zu bf16_matrices=%zu matrix_dtype=%s weights_mb=%.1f", n, n_bf16,
+             dtype_name(matrix_dtype), (double)bytes / (1 << 20));
     return ERR_OK;
 #endif
 }

@@ -13,7 +13,8 @@
  * It does not reproduce upstream's bf16 rounding points (spec 3.10): this is the f32 reference.
  *
  * Devices (issue 8): a model loads on the CPU; wan_model_to_device() then moves its tensors (weights and
- * the RoPE table) into one device arena for a CUDA context (f32, single rank, tp = 1). A workspace is
+ * the RoPE table) into one device arena for a CUDA context (single rank, tp = 1), all f32 or with the GEMM
+ * matrices in bf16 (then op_linear computes bf16 x bf16 products with fp32 accumulation). A workspace is
  * allocated on the model's device, once, before the denoising loop. The forward's inputs and output are
  * always host memory: wan_dit_forward() uploads the inputs at its start and downloads the output at its
  * end (op_upload / op_download, the only host<->device copies of a forward); everything in between runs
@@ -42,6 +43,8 @@ struct wan_model {
     struct arena weight_arena;  /* on the CPU: converted (bf16/f16 -> f32) and realigned tensors; after
                                  * wan_model_to_device: every tensor, on that device */
     enum device device;         /* where w and rope_freqs live (DEVICE_CPU after loading) */
+    enum dtype matrix_dtype;    /* the GEMM matrices' dtype (DTYPE_F32; DTYPE_BF16 after wan_model_to_device
+                                 * with bf16): see wan_model_to_device */
     struct tensor rope_freqs;   /* [rope_max_seq_len, head_dim / 2, 2] (cos, sin) */
     int rope_split[3];          /* pairs rotated by frame, row, column position */
     int tp_rank, tp_size;       /* tensor parallelism: this rank holds heads and FFN columns of slice tp_rank */
@@ -76,13 +79,21 @@ int wan_model_init_random(struct wan_model **out, const struct wan_config *cfg, 
 int wan_model_init_random_tp(struct wan_model **out, const struct wan_config *cfg, uint64_t seed, int tp_rank,
                              int tp_size);
 void wan_model_free(struct wan_model **m);
-/* Move every tensor of a loaded model (weights and RoPE table, f32) into one arena on ctx's device and
- * release the host copies (the converted weights and the checkpoint mapping). A CPU context: nothing to do.
+/* Move every tensor of a loaded model (weights and RoPE table) into one arena on ctx's device and release the
+ * host copies (the converted weights and the checkpoint mapping). A CPU context: nothing to do (matrix_dtype
+ * must be DTYPE_F32 there: the CPU backend computes in f32).
+ * matrix_dtype DTYPE_F32 keeps every tensor f32. DTYPE_BF16 (issue 8: the 14B model in <= 40 GB) stores the 2-D
+ * GEMM matrices read by op_linear in bf16, rounded to nearest even on upload: every block's attention
+ * projections (self, cross, I2V image k/v) and FFN, and the text, time, time-projection, fps and image MLPs.
+ * The patch embedding, the head's Linear (f32 upstream, spec 3.10), norms, biases, modulation tables,
+ * embedding tables and the RoPE table stay f32; activations and the residual stream stay f32 (op_linear
+ * rounds its input x to bf16 in a scratch buffer of the context, reserved here: CUDA_LINEAR_SCRATCH_BYTES).
  * CUDA: single-rank models only (tp_size 1; ERR_UNSUPPORTED otherwise), ERR_NOMEM when the device cannot
  * hold the weights (the model then stays usable on the CPU). Bytes the device arena takes: arena_round of
- * each tensor plus the RoPE table, i.e. wan_model_device_bytes(). */
-int wan_model_to_device(struct wan_model *m, const struct exec_ctx *ctx);
-size_t wan_model_device_bytes(const struct wan_model *m);
+ * each tensor in its device dtype, plus the RoPE table, i.e. wan_model_device_bytes(m, matrix_dtype), which
+ * answers for either dtype from the element counts (before or after the move). */
+int wan_model_to_device(struct wan_model *m, const struct exec_ctx *ctx, enum dtype matrix_dtype);
+size_t wan_model_device_bytes(const struct wan_model *m, enum dtype matrix_dtype);
 
 /* One forward call's inputs (host memory, f32, whatever the model's device: the forward uploads them). */
 struct wan_dit_input {

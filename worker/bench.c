@@ -25,6 +25,9 @@
  * render). The key=value line adds the device's memory (cudaMemGetInfo: total - free, the most seen after
  * the warm-up and after every timed forward) and the weight and activation arenas. sp/tp/cfg parallelism
  * and mpirun are refused on CUDA for now.
+ * --dtype bf16 (CUDA only, issue 8): the model's GEMM matrices are stored in bf16 on the GPU
+ * (wan_model_to_device); the key=value line says dtype=bf16 and gives the weight arena's size together with
+ * what the same model takes with f32 and with bf16 matrices (wan_model_device_bytes).
  */
 #include <cJSON.h>
 #include <stdio.h>
@@ -227,6 +230,7 @@ struct bench_report {
     const struct comm_model_step *model0; /* rank 0's model (f32) */
     /* --backend cuda */
     const char *gpu_name;
+    const char *weight_dtype; /* "f32" or "bf16": the GEMM matrices on the device */
     double dev_used_peak_mb, dev_total_mb, dev_weights_mb, dev_activations_mb;
 };
 
@@ -294,7 +298,7 @@ static int write_json(const struct bench_report *r, const double *walls, double 
     cJSON_AddNumberToObject(cf, "guidance", o->guidance > 1.0 ? o->guidance : 1.0);
     cJSON_AddNumberToObject(cf, "threads_per_rank", r->threads);
     cJSON_AddNumberToObject(cf, "seed", (double)o->seed);
-    cJSON_AddStringToObject(cf, "dtype", "f32");
+    cJSON_AddStringToObject(cf, "dtype", r->weight_dtype);
 
     cJSON *ly = kind_obj(j, "layout");
     cJSON_AddNumberToObject(ly, "ranks", r->world);
@@ -454,8 +458,10 @@ static void print_report(const struct bench_report *r, double step_min, double s
            comm_model_wire_total(r->model0, false), match ? 1 : 0, oversubscribed ? 1 : 0, rss_max,
            loadavg_1min());
     if (r->o->backend == BACKEND_CUDA)
-        printf(" gpu=%s gpu_mem_used_mb_peak=%.1f gpu_mem_total_mb=%.1f gpu_weights_mb=%.1f gpu_activations_mb=%.1f",
-               r->gpu_name, r->dev_used_peak_mb, r->dev_total_mb, r->dev_weights_mb, r->dev_activations_mb);
+        printf(" gpu=%s dtype=%s gpu_mem_used_mb_peak=%.1f gpu_mem_total_mb=%.1f gpu_weights_mb=%.1f "
+               "gpu_activations_mb=%.1f",
+               r->gpu_name, r->weight_dtype, r->dev_used_peak_mb, r->dev_total_mb, r->dev_weights_mb,
+               r->dev_activations_mb);
     printf("\n");
     for (int k = 0; k < K; k++) {
         if (!kind_reported(k)) continue;
@@ -535,6 +541,10 @@ static void sample_device_memory(const struct exec_ctx *ctx, double *peak_mb, do
 
 int worker_bench(const struct bench_options *o) {
     if (o->backend == BACKEND_CUDA && !o->comm_model) TRY(check_cuda_request(o));
+    if (o->weight_dtype != DTYPE_F32 && o->weight_dtype != DTYPE_BF16)
+        return err_set(ERR_INVALID_ARG, "--dtype %s: expected f32 or bf16", dtype_name(o->weight_dtype));
+    if (o->weight_dtype == DTYPE_BF16 && o->backend != BACKEND_CUDA && !o->comm_model)
+        return err_set(ERR_INVALID_ARG, "--dtype bf16 needs --backend cuda (the CPU backend computes in f32)");
     struct wan_config cfg;
     TRY(wan_config_preset(o->model_size, &cfg));
     if (o->layers > 0) cfg.num_layers = o->layers;
@@ -584,7 +594,11 @@ int worker_bench(const struct bench_options *o) {
 #endif
     double t0 = time_now();
     if ((rc = wan_model_init_random_tp(&m, &cfg, o->seed, mesh.tp_idx, lay.tp)) < 0) goto end;
-    if ((rc = wan_model_to_device(m, &run.ctx)) < 0) goto end; /* CPU: nothing; CUDA: one device arena */
+    /* what the weights take on a device with f32 and with bf16 matrices (before the move: from element counts) */
+    const double weights_f32_mb = (double)wan_model_device_bytes(m, DTYPE_F32) / (1 << 20);
+    const double weights_bf16_mb = (double)wan_model_device_bytes(m, DTYPE_BF16) / (1 << 20);
+    /* CPU: nothing; CUDA: one device arena, the matrices in o->weight_dtype */
+    if ((rc = wan_model_to_device(m, &run.ctx, o->weight_dtype)) < 0) goto end;
     const double init_s = time_now() - t0;
 
     lat = malloc((size_t)lat_n * sizeof(float));
@@ -663,15 +677,16 @@ int worker_bench(const struct bench_options *o) {
         const double peak = gemm_peak_gflops(&run.ctx);
         printf("bench impl=reelfarm-cuda backend=cuda gpu=%s model=%s dim=%lld heads=%lld ffn=%lld layers=%lld "
                "frames=%lld latent_frames=%lld height=%lld width=%lld tokens=%lld context=%lld causal_block_size=%d "
-               "dtype=f32 forward_s_min=%.4f forward_s_median=%.4f gflop=%.1f gflops=%.1f tflops=%.2f "
+               "dtype=%s forward_s_min=%.4f forward_s_median=%.4f gflop=%.1f gflops=%.1f tflops=%.2f "
                "gemm_peak_tflops=%.2f params_m=%.1f weights_mb=%.1f activations_mb=%.1f gpu_mem_used_mb_peak=%.1f "
-               "gpu_mem_total_mb=%.1f init_s=%.2f peak_rss_mb=%.1f\n",
+               "gpu_mem_total_mb=%.1f init_s=%.2f peak_rss_mb=%.1f weights_mb_f32=%.1f weights_mb_bf16=%.1f\n",
                gpu_name, o->model_size, (long long)cfg.dim, (long long)cfg.num_heads, (long long)cfg.ffn_dim,
                (long long)cfg.num_layers, (long long)o->pixel_frames, (long long)f, (long long)o->height,
-               (long long)o->width, (long long)tokens, (long long)o->text_len, o->causal_block_size, times[0],
+               (long long)o->width, (long long)tokens, (long long)o->text_len, o->causal_block_size,
+               dtype_name(o->weight_dtype), times[0],
                times[o->repeat / 2], flops / 1e9, flops / times[0] / 1e9, flops / times[0] / 1e12, peak / 1e3,
                (double)m->n_params / 1e6, dev_weights_mb, dev_act_mb, dev_peak_mb, dev_total_mb, init_s,
-               (double)mem_peak_rss() / (1 << 20));
+               (double)mem_peak_rss() / (1 << 20), weights_f32_mb, weights_bf16_mb);
         fflush(stdout);
         goto end;
     }
@@ -742,6 +757,7 @@ int worker_bench(const struct bench_options *o) {
                                .tokens = tokens, .shard = model0.shard, .threads = threads, .world = world,
                                .repeat = o->repeat, .flops_forward = flops, .init_s = init_s, .gemm_peak = 0,
                                .recs = recs, .rec = L, .model0 = &model0, .gpu_name = gpu_name,
+                               .weight_dtype = dtype_name(o->weight_dtype),
                                .dev_used_peak_mb = dev_peak_mb, .dev_total_mb = dev_total_mb,
                                .dev_weights_mb = dev_weights_mb, .dev_activations_mb = dev_act_mb};
     if (!all_match)

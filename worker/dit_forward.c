@@ -5,6 +5,8 @@
  * optional integer fps (0 or 1). OUT.h5: noise_pred f32 [16, F, H, W] and provenance attributes.
  * --backend cuda: the model loads on the CPU as always, then moves to GPU 0 (wan_model_to_device) and the
  * workspace is allocated there; the forward uploads the inputs and downloads the prediction itself.
+ * --dtype bf16 (CUDA only): the GEMM matrices are stored in bf16 on the GPU (wan_model_to_device); the
+ * activations stay f32.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -58,6 +60,10 @@ int worker_dit_forward(const struct dit_forward_options *opt) {
     /* fail fast on the cheap checks: output path, then input datasets, then the model */
     if (!opt->force && fs_exists(opt->out_path))
         return err_set(ERR_EXISTS, "%s already exists; refusing to overwrite it (use --force)", opt->out_path);
+    if (opt->weight_dtype != DTYPE_F32 && opt->weight_dtype != DTYPE_BF16)
+        return err_set(ERR_INVALID_ARG, "--dtype %s: expected f32 or bf16", dtype_name(opt->weight_dtype));
+    if (opt->weight_dtype == DTYPE_BF16 && opt->backend != BACKEND_CUDA)
+        return err_set(ERR_INVALID_ARG, "--dtype bf16 needs --backend cuda (the CPU backend computes in f32)");
     if (opt->causal_block_size < 0)
         return err_set(ERR_INVALID_ARG, "--causal-block-size must be >= 1, got %d", opt->causal_block_size);
     rc = h5_open_read(&in, opt->in_path);
@@ -90,7 +96,8 @@ int worker_dit_forward(const struct dit_forward_options *opt) {
     if ((rc = open_backend(opt->backend, opt->threads, &ctx)) < 0) goto end;
     double t0 = time_now();
     if ((rc = wan_model_load(&m, opt->model_dir)) < 0) goto end;
-    if ((rc = wan_model_to_device(m, &ctx)) < 0) goto end; /* CPU: nothing; CUDA: weights into one device arena */
+    /* CPU: nothing; CUDA: weights into one device arena (matrices in bf16 with --dtype bf16) */
+    if ((rc = wan_model_to_device(m, &ctx, opt->weight_dtype)) < 0) goto end;
     const double load_s = time_now() - t0;
     struct wan_dit_shape shape;
     if ((rc = wan_dit_check_input(m, &x, &shape)) < 0) {
@@ -114,10 +121,10 @@ int worker_dit_forward(const struct dit_forward_options *opt) {
     const double fwd_s = time_now() - t0;
     const int64_t tokens = shape.frames / m->cfg.patch[0] * (shape.height / m->cfg.patch[1]) *
                            (shape.width / m->cfg.patch[2]);
-    LOG_INFO("dit-forward backend=%s tokens=%lld context=%lld causal_block_size=%d load_s=%.3f forward_s=%.3f "
-             "weights_mb=%.1f activations_mb=%.1f",
-             backend_name(ctx.backend), (long long)tokens, (long long)shape.context_len, opt->causal_block_size,
-             load_s, fwd_s, /* f32 weights: mapped or converted on the CPU, the device arena on a GPU */
+    LOG_INFO("dit-forward backend=%s dtype=%s tokens=%lld context=%lld causal_block_size=%d load_s=%.3f "
+             "forward_s=%.3f weights_mb=%.1f activations_mb=%.1f",
+             backend_name(ctx.backend), dtype_name(opt->weight_dtype), (long long)tokens, (long long)shape.context_len, opt->causal_block_size,
+             load_s, fwd_s, /* f32 weights mapped or converted on the CPU; the device arena on a GPU */
              m->device == DEVICE_CPU ? (double)m->n_params * 4.0 / (1 << 20) : (double)m->weight_arena.size / (1 << 20),
              (double)ws.arena.size / (1 << 20));
 
@@ -128,7 +135,10 @@ int worker_dit_forward(const struct dit_forward_options *opt) {
     if ((rc = h5_attr_set_str(out, "reelfarm_version", REELFARM_VERSION)) < 0) goto end;
     if ((rc = h5_attr_set_str(out, "model", opt->model_dir)) < 0) goto end;
     if ((rc = h5_attr_set_i64(out, "causal_block_size", opt->causal_block_size)) < 0) goto end;
-    if ((rc = h5_attr_set_str(out, "backend", ctx.backend == BACKEND_CUDA ? "cuda-f32" : "cpu-f32")) < 0) goto end;
+    const char *backend_attr = ctx.backend != BACKEND_CUDA             ? "cpu-f32"
+                               : opt->weight_dtype == DTYPE_BF16 ? "cuda-bf16-weights"
+                                                                 : "cuda-f32";
+    if ((rc = h5_attr_set_str(out, "backend", backend_attr)) < 0) goto end;
     rc = h5_commit(&out);
 end:
     h5_close(&out);

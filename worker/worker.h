@@ -22,7 +22,9 @@ struct dit_forward_options {
     int causal_block_size; /* 0: full attention */
     int threads;           /* <= 0: all cores */
     bool force;            /* overwrite an existing output */
-    enum backend backend;  /* BACKEND_CPU (default) or BACKEND_CUDA (GPU 0, float32) */
+    enum backend backend;  /* BACKEND_CPU (default) or BACKEND_CUDA (GPU 0) */
+    enum dtype weight_dtype; /* the GEMM matrices on the device: DTYPE_F32 (default) or DTYPE_BF16 (CUDA only;
+                              * wan_model_to_device) */
 };
 
 /* reelfarm dit-forward: IN.h5 (latents, timesteps, context[, condition, clip_features, fps]) ->
@@ -79,6 +81,7 @@ struct bench_options {
     int repeat, warmup;
     int threads;
     enum backend backend;
+    enum dtype weight_dtype;    /* --dtype: DTYPE_F32 (default) or DTYPE_BF16 GEMM matrices (CUDA only) */
     uint64_t seed;
     /* Scaling benchmark (under mpirun; docs/scaling.md). A step is one forward, or with guidance > 1
      * the conditional and the unconditional pass (on two halves of the ranks with CFG parallelism). */

@@ -7,8 +7,9 @@
  * answers 0 on a machine without driver or device instead of dying.
  * cuda_arena_init/free give core/arena.h arenas over one cudaMalloc (the DiT's weights and workspace,
  * model/wan_dit.c); cuda_mem_info reports the device's memory for benchmarks.
- * What it does not do: no per-op scratch workspaces yet (cuBLAS keeps its own default workspace), no
- * multi-GPU or NCCL (parallel/), no bf16. It has no CPU twin; the CPU context is exec_ctx_cpu()
+ * One scratch buffer per context (cuda_scratch: the bf16 copy of op_linear's x when the weights are bf16),
+ * grown on demand and never shrunk; cuBLAS keeps its own default workspace.
+ * What it does not do: no multi-GPU or NCCL (parallel/). It has no CPU twin; the CPU context is exec_ctx_cpu()
  * in kernels/ops.c.
  */
 #include <stdio.h>
@@ -22,6 +23,8 @@ struct cuda_state {
     int device;
     cudaStream_t stream;
     cublasHandle_t cublas;
+    void *scratch;        /* cuda_scratch: grows on demand, never shrinks, freed with the context */
+    size_t scratch_bytes;
 };
 
 /* Never launched: cudaFuncGetAttributes on it tells whether this binary has code for the device. */
@@ -80,6 +83,7 @@ void cuda_backend_free(struct exec_ctx *ctx) {
     struct cuda_state *st = (struct cuda_state *)ctx->cuda_state;
     CUDA_CHECK(cudaSetDevice(st->device));
     CUDA_CHECK(cudaStreamSynchronize(st->stream));
+    if (st->scratch) CUDA_CHECK(cudaFree(st->scratch));
     CUBLAS_CHECK(cublasDestroy(st->cublas));
     CUDA_CHECK(cudaStreamDestroy(st->stream));
     free(st);
@@ -174,6 +178,32 @@ void cuda_require_f32(const char *op, const char *arg, const struct tensor *t) {
     if (t->dtype != DTYPE_F32)
         FATAL("%s: %s is %s; the CUDA kernels compute in f32 for now (bf16 kernels come with the CUDA-backend "
               "issue)", op, arg, dtype_name(t->dtype));
+}
+
+void *cuda_scratch(const struct exec_ctx *ctx, size_t bytes) {
+    CHECK(ctx != NULL && ctx->cuda_state != NULL, "cuda_scratch: not a CUDA context (cuda_backend_init)");
+    struct cuda_state *st = (struct cuda_state *)ctx->cuda_state;
+    if (bytes <= st->scratch_bytes) return st->scratch;
+    /* grow (first use, or a larger request): work queued on the stream may still read the old buffer */
+    CUDA_CHECK(cudaStreamSynchronize(st->stream));
+    if (st->scratch) CUDA_CHECK(cudaFree(st->scratch));
+    st->scratch = NULL;
+    st->scratch_bytes = 0;
+    const size_t size = arena_round(bytes);
+    st->scratch = cuda_alloc(size);
+    st->scratch_bytes = size;
+    LOG_DEBUG("cuda: scratch grown to %.1f MiB", (double)size / (1 << 20));
+    return st->scratch;
+}
+
+void cuda_scratch_reserve(const struct exec_ctx *ctx, size_t bytes) {
+    cuda_check_ctx(ctx, "cuda_scratch_reserve");
+    (void)cuda_scratch(ctx, bytes);
+}
+
+size_t cuda_scratch_bytes(const struct exec_ctx *ctx) {
+    cuda_check_ctx(ctx, "cuda_scratch_bytes");
+    return ((const struct cuda_state *)ctx->cuda_state)->scratch_bytes;
 }
 
 cublasHandle_t cuda_cublas_of(const struct exec_ctx *ctx) {

@@ -6,8 +6,8 @@
  * memory figures for the model's weights and workspace). Includable
  * from C11 (kernels/ops.c, tests) and from the .cu files; the C part names no CUDA type (the
  * stream and the handles travel as void * in struct exec_ctx).
- * What it does not do: the twins compute in float32 only (bf16 kernels come with the CUDA-backend
- * issue) and are written for correctness, not speed (not tuned).
+ * What it does not do: the twins compute in float32 (the one exception: kern_linear_cuda takes bf16
+ * weights, issue 8) and are written for correctness, not speed (not tuned).
  * The section under __CUDACC__ at the end is internal to kernels/cuda/ (cuBLAS headers stay here).
  */
 #ifndef REELFARM_KERNELS_CUDA_KERN_CUDA_H
@@ -54,10 +54,20 @@ void cuda_arena_free(struct arena *a); /* NULL-tolerant; leaves an empty arena *
 int cuda_mem_info(size_t *free_bytes, size_t *total_bytes);
 /* The current device's name ("NVIDIA H100 80GB HBM3") into buf; "unknown" if it cannot be read. */
 void cuda_device_name(char *buf, size_t cap);
+/* The context's scratch buffer (device memory owned by ctx, released by cuda_backend_free): op_linear with bf16
+ * weights converts x to bf16 in it, CUDA_LINEAR_SCRATCH_BYTES at a time (longer inputs are done in row chunks).
+ * It grows to what is asked on first use and never shrinks; cuda_scratch_reserve() grows it up front (outside
+ * any forward: wan_model_to_device reserves CUDA_LINEAR_SCRATCH_BYTES when it uploads bf16 weights), so that the
+ * denoising loop allocates nothing. Growing synchronises the context's stream (the old buffer may be in use). */
+enum { CUDA_LINEAR_SCRATCH_BYTES = 64 << 20 };
+void cuda_scratch_reserve(const struct exec_ctx *ctx, size_t bytes);
+/* Bytes the context's scratch buffer holds now (0 before first use). */
+size_t cuda_scratch_bytes(const struct exec_ctx *ctx);
 
 /* ---- op twins (one .cu per CPU file; see kern_cpu.h) ---- */
 
-/* kern_linear.cu */
+/* kern_linear.cu. w may be F32 (one fp32 SGEMM, no TF32) or BF16 (x rounded to bf16 in the context's scratch,
+ * to nearest even, then a bf16 x bf16 GEMM with fp32 accumulation and f32 output); x, y and b are f32. */
 void kern_linear_cuda(const struct exec_ctx *ctx, struct tensor *y, const struct tensor *x, const struct tensor *w,
                       const struct tensor *b);
 /* kern_norm.cu */
@@ -147,6 +157,8 @@ RF_END_DECLS
 void cuda_check_ctx(const struct exec_ctx *ctx, const char *op);
 /* Fatal unless t is f32 on the device: the twins compute in f32 until the bf16 kernels land. */
 void cuda_require_f32(const char *op, const char *arg, const struct tensor *t);
+/* At least `bytes` of the context's scratch (cuda_scratch_reserve); valid until the next call that grows it. */
+void *cuda_scratch(const struct exec_ctx *ctx, size_t bytes);
 /* The stream every op is queued on, and the cuBLAS handle bound to it. */
 static inline cudaStream_t cuda_stream_of(const struct exec_ctx *ctx) { return (cudaStream_t)ctx->cuda_stream; }
 cublasHandle_t cuda_cublas_of(const struct exec_ctx *ctx);

@@ -30,6 +30,23 @@
  *                                                                           sums than the tiny model's, with
  *                                                                           2 layers of norms in between
  *   GPU vs torch   2e-5                              2e-4 max|ref|          triangle: CPU-torch + GPU-CPU
+ *
+ * bf16 weights (issue 8; wan_model_to_device with DTYPE_BF16): every golden and the dim-1536 model again with
+ * the GEMM matrices stored in bf16 (x rounded to bf16 inside op_linear, fp32 accumulation), against the same
+ * f32 CPU forward. Also checked: the matrices really are bf16 on the device (a block projection and the time
+ * MLP) while the head, patch embedding, biases, norms and modulation stay f32; the arena is exactly
+ * wan_model_device_bytes(m, DTYPE_BF16) and smaller than the f32 one; the output differs from the f32 CPU
+ * output (rel L2 > 1e-6: the bf16 path ran).
+ *   case           rel L2          max |gpu - cpu|   reason
+ *   bf16 weights   2e-2            1e-1 max|cpu|     rounding x and w to bf16 (unit roundoff u = 2^-8 each) gives
+ *   (tiny and                                        each linear's output an error of ~sqrt(2/3) u ~ 3e-3 of its
+ *   dim 1536)                                        rms (test_ops_cuda: linear bf16 vs f32); about 5 + 7 per
+ *                                                    layer linears feed the residual stream, whose errors add
+ *                                                    roughly in quadrature: ~3e-3 sqrt(19) ~ 1.3e-2 at worst for
+ *                                                    2 layers, less in practice (norms and gates shrink the
+ *                                                    branches). 2e-2 keeps a factor ~1.5 over that bound and is
+ *                                                    still 2 orders above the f32 rule (a wrong weight layout or
+ *                                                    a missing bias gives O(1)); max 5x rel L2 for the tails.
  * These are estimates written before the first GPU run; a tolerance that proves wrong is changed with a
  * comment saying why (STYLE 10.7).
  * Without a device the test prints why and exits 77 (CTest: skipped).
@@ -60,6 +77,18 @@ struct tol_rule {
 static const struct tol_rule TOL_TINY = {1e-5, 1e-4};
 static const struct tol_rule TOL_WIDE = {2e-5, 2e-4};
 static const struct tol_rule TOL_TORCH = {2e-5, 2e-4};
+static const struct tol_rule TOL_BF16 = {2e-2, 1e-1};
+
+/* rel L2 of out against ref (the bf16 path must differ from the f32 reference, or it did not run). */
+static double rel_l2(const float *out, const float *ref, int64_t n) {
+    double num = 0, den = 0;
+    for (int64_t i = 0; i < n; i++) {
+        const double d = (double)out[i] - (double)ref[i];
+        num += d * d;
+        den += (double)ref[i] * (double)ref[i];
+    }
+    return den > 0 ? sqrt(num / den) : sqrt(num);
+}
 
 /* Compare out with ref under a rule (cmp_f32: atol = max_rel max|ref|, nmse = rel_l2^2, NaN/Inf agreement). */
 static bool check_rule(const char *what, const float *out, const float *ref, int64_t n, struct tol_rule rule) {
@@ -126,6 +155,34 @@ static float *forward_gpu(const char *what, const struct wan_model *m, const str
     return out[0];
 }
 
+/* m (on the CPU, loaded) to the GPU with bf16 matrices; checks which tensors became bf16 and the arena size. */
+static void to_device_bf16(const char *what, struct wan_model *m) {
+    const size_t want = wan_model_device_bytes(m, DTYPE_BF16), f32_bytes = wan_model_device_bytes(m, DTYPE_F32);
+    T_REQUIRE_OK(wan_model_to_device(m, &g_gpu, DTYPE_BF16));
+    const struct wan_block_weights *b = &m->w.blocks[0];
+    T_CHECK(m->device == DEVICE_CUDA && m->matrix_dtype == DTYPE_BF16, "%s: not on the GPU with bf16 matrices", what);
+    T_CHECK(b->sa_q_w.dtype == DTYPE_BF16 && b->ffn2_w.dtype == DTYPE_BF16 && b->ca_o_w.dtype == DTYPE_BF16 &&
+                m->w.time1_w.dtype == DTYPE_BF16 && m->w.text2_w.dtype == DTYPE_BF16,
+            "%s: a GEMM matrix is not bf16 on the device", what);
+    T_CHECK(m->w.head_w.dtype == DTYPE_F32 && m->w.patch_w.dtype == DTYPE_F32 && b->sa_q_b.dtype == DTYPE_F32 &&
+                b->sa_norm_q.dtype == DTYPE_F32 && b->modulation.dtype == DTYPE_F32 &&
+                m->rope_freqs.dtype == DTYPE_F32,
+            "%s: a tensor that must stay f32 is not", what);
+    T_CHECK(m->weight_arena.size == want && want < f32_bytes, "%s: weights arena %zu bytes, planned %zu (f32 %zu)",
+            what, m->weight_arena.size, want, f32_bytes);
+    T_CHECK(cuda_scratch_bytes(&g_gpu) >= (size_t)CUDA_LINEAR_SCRATCH_BYTES,
+            "%s: the linear scratch was not reserved by wan_model_to_device", what);
+    printf("%-34s bf16 matrices: weights %.2f MiB (f32 %.2f MiB)\n", what, (double)want / (1 << 20),
+           (double)f32_bytes / (1 << 20));
+}
+
+/* The bf16-weights output against the f32 CPU reference (and proof that it is not the f32 result). */
+static void check_bf16(const char *what, const float *out, const float *ref, int64_t n) {
+    check_rule(what, out, ref, n, TOL_BF16);
+    const double r = rel_l2(out, ref, n);
+    T_CHECK(r > 1e-6, "%s: rel L2 %.3g against the f32 forward: the bf16 weights were not used", what, r);
+}
+
 /* ---- the tiny-model goldens: their inputs, their model, their PyTorch output ---- */
 
 static void test_golden(const char *tmp, const char *dir, const char *file) {
@@ -140,7 +197,7 @@ static void test_golden(const char *tmp, const char *dir, const char *file) {
     wan_model_free(&cpu_m);
 
     struct wan_model *gpu_m = golden_model_load(tmp, g.model_args, NULL);
-    T_REQUIRE_OK(wan_model_to_device(gpu_m, &g_gpu));
+    T_REQUIRE_OK(wan_model_to_device(gpu_m, &g_gpu, DTYPE_F32));
     T_CHECK(gpu_m->device == DEVICE_CUDA && gpu_m->w.blocks[0].sa_q_w.device == DEVICE_CUDA &&
                 gpu_m->rope_freqs.device == DEVICE_CUDA,
             "%s: the model's tensors are not on the GPU", g.name);
@@ -152,8 +209,18 @@ static void test_golden(const char *tmp, const char *dir, const char *file) {
     snprintf(what, sizeof what, "  %s: gpu vs torch", g.name);
     check_rule(what, out, g.ref.data, n, TOL_TORCH);
     guard_free(out);
-    guard_free(ref_cpu);
     wan_model_free(&gpu_m);
+
+    /* again with bf16 matrices */
+    gpu_m = golden_model_load(tmp, g.model_args, NULL);
+    snprintf(what, sizeof what, "golden %s bf16", g.name);
+    to_device_bf16(what, gpu_m);
+    out = forward_gpu(what, gpu_m, &g.in);
+    snprintf(what, sizeof what, "  %s bf16: gpu vs cpu f32", g.name);
+    check_bf16(what, out, ref_cpu, n);
+    guard_free(out);
+    wan_model_free(&gpu_m);
+    guard_free(ref_cpu);
     dit_golden_free(&g);
 }
 
@@ -180,14 +247,24 @@ static void test_wide(int causal_block_size) {
     float *ref = forward_cpu(cpu_m, &in);
     wan_model_free(&cpu_m);
     T_REQUIRE_OK(wan_model_init_random(&gpu_m, &cfg, 1234));
-    const size_t want = wan_model_device_bytes(gpu_m);
-    T_REQUIRE_OK(wan_model_to_device(gpu_m, &g_gpu));
+    const size_t want = wan_model_device_bytes(gpu_m, DTYPE_F32);
+    T_REQUIRE_OK(wan_model_to_device(gpu_m, &g_gpu, DTYPE_F32));
     T_CHECK(gpu_m->weight_arena.size == want, "weights arena %zu bytes, planned %zu", gpu_m->weight_arena.size, want);
     char what[160];
     snprintf(what, sizeof what, "dim 1536 x 2 layers, causal %d", causal_block_size);
     float *out = forward_gpu(what, gpu_m, &in);
     snprintf(what, sizeof what, "  dim 1536, causal %d: gpu vs cpu", causal_block_size);
     check_rule(what, out, ref, tensor_numel(&in.latents), TOL_WIDE);
+    guard_free(out);
+    wan_model_free(&gpu_m);
+
+    /* again with bf16 matrices */
+    T_REQUIRE_OK(wan_model_init_random(&gpu_m, &cfg, 1234));
+    snprintf(what, sizeof what, "dim 1536 x 2 layers bf16, causal %d", causal_block_size);
+    to_device_bf16(what, gpu_m);
+    out = forward_gpu(what, gpu_m, &in);
+    snprintf(what, sizeof what, "  dim 1536 bf16, causal %d: gpu vs cpu f32", causal_block_size);
+    check_bf16(what, out, ref, tensor_numel(&in.latents));
     guard_free(out);
     guard_free(ref);
     wan_model_free(&gpu_m);
@@ -201,9 +278,17 @@ static void test_refusals(void) {
     T_REQUIRE_OK(wan_config_preset("tiny", &cfg));
     struct wan_model *m = NULL;
     T_REQUIRE_OK(wan_model_init_random_tp(&m, &cfg, 3, 1, 2));
-    const int rc = wan_model_to_device(m, &g_gpu);
+    const int rc = wan_model_to_device(m, &g_gpu, DTYPE_F32);
     T_CHECK(rc == ERR_UNSUPPORTED && m->device == DEVICE_CPU, "a tp slice moved to the GPU (rc %d)", rc);
     printf("refusal: tp slice 1 of 2 on the GPU: %s\n", rc < 0 ? err_message() : "accepted");
+    err_clear();
+    wan_model_free(&m);
+    /* bf16 matrices on a CPU context: the CPU backend computes in f32 */
+    T_REQUIRE_OK(wan_model_init_random(&m, &cfg, 3));
+    const struct exec_ctx cpu = exec_ctx_cpu(1);
+    const int rc2 = wan_model_to_device(m, &cpu, DTYPE_BF16);
+    T_CHECK(rc2 == ERR_UNSUPPORTED && m->device == DEVICE_CPU, "bf16 weights accepted on the CPU (rc %d)", rc2);
+    printf("refusal: bf16 weights on the CPU: %s\n", rc2 < 0 ? err_message() : "accepted");
     err_clear();
     wan_model_free(&m);
 }

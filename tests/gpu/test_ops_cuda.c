@@ -67,6 +67,24 @@
  *     clamp, transpose
  *   channel_affine          0      0      0      (x - sub) * mul + add, three IEEE roundings on both sides (gcc -std=c11 does not
  *                                                contract; the GPU uses __fsub_rn/__fmul_rn/__fadd_rn)
+ *
+ * op_linear with bf16 weights (issue 8; the CUDA backend only: the CPU backend's boundary check refuses them). The GPU
+ * rounds x to bf16 (nearest even) and multiplies bf16 x bf16 with fp32 accumulation. Two references, both the CPU
+ * f32 op_linear: (a) on the bf16-rounded x and w (as f32), so that every product is exact in f32 (8 + 8
+ * significant bits) and only the summation differs; (b) on the unrounded f32 x and w, the bf16 error budget.
+ *   linear bf16 vs          1e-4   1e-4   1e-9   tensor cores accumulate in fp32 but may truncate (not round) each
+ *     rounded f32 (a)                            fp32 add of a k-step (Fasi et al. 2021): <= ~1 ulp of |partial|
+ *                                                ~ 1 per 16 terms, K / 16 * 6e-8 = 3.4e-5 at K = 8960, |y| ~ 1;
+ *                                                still ~40x below the bf16 error (b)
+ *   linear bf16 vs          4e-2   8e-3   3e-5   each operand rounded with relative error <= u = 2^-8 (3.9e-3), rms
+ *     unrounded f32 (b)                          ~u/sqrt(3) ~ 2.3e-3; y = sum of K products of independent errors,
+ *                                                so |dy| ~ sqrt(2) 2.3e-3 ||x_i * w_j||_2 ~ 3.2e-3 at |y| ~ 1:
+ *                                                nmse ~ 1e-5 (limit 3x, i.e. rel L2 <= 5.5e-3); atol ~12 sigma over
+ *                                                up to 1e6 outputs. K = 1 (no averaging): |dy| <= (2u + u^2) |x w|
+ *                                                <= 7.8e-3 (|y| + |b|) with |b| < 4.5: inside atol + rtol |y|
+ * Shapes: odd and strided views (also into fused buffers), one row, k = 1, the Wan 1.3B matrices (1536 x 1536,
+ * 8960 x 1536 and 1536 x 8960), k = 5120 (14B width), and 3800 rows at k = 8960 (more than one chunk of the
+ * 64 MiB bf16 scratch: two GEMMs). A NaN in x must make exactly its row of y NaN on both sides.
  * These are estimates written before the first GPU run; a tolerance that proves wrong is changed
  * with a comment saying why (STYLE 10.7).
  */
@@ -92,6 +110,8 @@ static const struct cmp_tol TOL_NORM = {1e-5, 1e-5, 1e-10};
 static const struct cmp_tol TOL_SUMSQ = {0, 2.5e-7, 1e-13};
 static const struct cmp_tol TOL_RMS_TP = {1e-7, 6e-7, 1e-12};
 static const struct cmp_tol TOL_LINEAR = {3e-5, 1e-5, 1e-10};
+static const struct cmp_tol TOL_LINEAR_BF16_ROUNDED = {1e-4, 1e-4, 1e-9};
+static const struct cmp_tol TOL_LINEAR_BF16_F32 = {4e-2, 8e-3, 3e-5};
 static const struct cmp_tol TOL_ATTN = {5e-6, 1e-5, 1e-10};
 static const struct cmp_tol TOL_ATTN_STATE_O = {5e-6, 1e-5, 1e-9};
 static const struct cmp_tol TOL_SINUSOID = {1e-7, 1e-6, 1e-12};
@@ -313,6 +333,124 @@ static void test_linear_all(void) {
                 (struct rv){1536, 0, 0, 4608}, 130 * 4608, true);
     /* 14B width */
     test_linear("k=5120", 33, 5120, 77, (struct rv){0, 0, 0, 5120}, 5120, (struct rv){0, 0, 0, 77}, 33 * 77, true);
+}
+
+/* ---- linear with bf16 weights ---- */
+
+static float *download_twin(const struct twin *t); /* with the VAE tests below */
+
+/* bf16(v) as f32: the value the GPU computes with. */
+static float round_bf16(float v) { return bf16_to_f32(f32_to_bf16(v)); }
+
+/* As test_linear, with w stored in bf16 on the device (rounded to nearest even on the host, core/dtype.h);
+ * nan_row >= 0 puts a NaN into x's row nan_row (column k / 2), whose output row must then be NaN on both sides. */
+static void test_linear_bf16(const char *name, int64_t m, int64_t k, int64_t n, struct rv rx, int64_t ldw,
+                             struct rv ry, int64_t y_rows_total, bool bias, int64_t nan_row) {
+    rx.m = m, rx.n = k, ry.m = m, ry.n = n;
+    struct twin x = twin_rand(rx.off + (m - 1) * rx.ld + k, 1.0f, 0.0f);
+    if (nan_row >= 0) {
+        x.init[rx.off + nan_row * rx.ld + k / 2] = NAN;
+        twin_push(&x);
+    }
+    struct twin w = twin_rand((n - 1) * ldw + k, 1.0f / sqrtf((float)k), 0.0f); /* y ~ N(0, 1) */
+    struct twin b = twin_rand(n, 1.0f, 0.0f);
+    struct twin y = twin_rand(y_rows_total, 1.0f, 0.0f); /* garbage the op must overwrite */
+    const struct rv rw = {0, n, k, ldw};
+
+    /* the device's bf16 weights (the gaps between rows too: the same buffer layout as the f32 twin) */
+    const int64_t nw = w.n;
+    uint16_t *wb_host = xmalloc((size_t)nw * sizeof(uint16_t));
+    for (int64_t i = 0; i < nw; i++) wb_host[i] = f32_to_bf16(w.init[i]);
+    void *wb_dev = cuda_alloc((size_t)nw * sizeof(uint16_t));
+    {
+        struct tensor h = tensor_make(DTYPE_BF16, DEVICE_CPU, wb_host, 1, &nw);
+        struct tensor d = tensor_make(DTYPE_BF16, DEVICE_CUDA, wb_dev, 1, &nw);
+        op_upload(&g_gpu, &d, &h);
+        cuda_sync(&g_gpu);
+    }
+    struct tensor wt_dev = tensor_make(DTYPE_BF16, DEVICE_CUDA, wb_dev, 2, (int64_t[]){n, k});
+    wt_dev.stride[0] = ldw, wt_dev.stride[1] = 1;
+
+    /* (b) the unrounded CPU reference in the twin, the GPU op on the device twin */
+    {
+        struct tensor yt = rows(&y, DEVICE_CPU, ry), xt = rows(&x, DEVICE_CPU, rx), wt = rows(&w, DEVICE_CPU, rw);
+        struct tensor bt = vec(&b, DEVICE_CPU, n);
+        op_linear(&g_cpu, &yt, &xt, &wt, bias ? &bt : NULL);
+        struct tensor yd = rows(&y, DEVICE_CUDA, ry), xd = rows(&x, DEVICE_CUDA, rx), bd = vec(&b, DEVICE_CUDA, n);
+        op_linear(&g_gpu, &yd, &xd, &wt_dev, bias ? &bd : NULL);
+    }
+    /* (a) the CPU op on the rounded operands, into a copy of y's initial contents */
+    float *xr = xmalloc((size_t)x.n * sizeof(float)), *wr = xmalloc((size_t)w.n * sizeof(float));
+    float *yr = xmalloc((size_t)y.n * sizeof(float));
+    for (int64_t i = 0; i < x.n; i++) xr[i] = round_bf16(x.init[i]);
+    for (int64_t i = 0; i < w.n; i++) wr[i] = round_bf16(w.init[i]);
+    memcpy(yr, y.init, (size_t)y.n * sizeof(float));
+    {
+        struct tensor yt = tensor_make(DTYPE_F32, DEVICE_CPU, yr + ry.off, 2, (int64_t[]){m, n});
+        struct tensor xt = tensor_make(DTYPE_F32, DEVICE_CPU, xr + rx.off, 2, (int64_t[]){m, k});
+        struct tensor wt = tensor_make(DTYPE_F32, DEVICE_CPU, wr, 2, (int64_t[]){n, k});
+        yt.stride[0] = ry.ld, xt.stride[0] = rx.ld, wt.stride[0] = ldw;
+        struct tensor bt = vec(&b, DEVICE_CPU, n);
+        op_linear(&g_cpu, &yt, &xt, &wt, bias ? &bt : NULL);
+    }
+
+    char what[200];
+    snprintf(what, sizeof what, "linear bf16-w %s [%lld, %lld] x [%lld, %lld]^T%s%s vs f32", name, (long long)m,
+             (long long)k, (long long)n, (long long)k, bias ? " + b" : "", nan_row >= 0 ? " NaN row" : "");
+    struct tensor yv = rows(&y, DEVICE_CPU, ry);
+    twin_check_ex(what, &y, &yv, TOL_LINEAR_BF16_F32, nan_row >= 0); /* guards, gaps untouched, NaN positions */
+
+    /* (a): the output view's elements against the rounded reference */
+    float *got = download_twin(&y);
+    float *g = xmalloc((size_t)(m * n) * sizeof(float)), *r = xmalloc((size_t)(m * n) * sizeof(float));
+    int64_t nan_rows_ok = 0;
+    for (int64_t i = 0; i < m; i++) {
+        bool row_nan = true;
+        for (int64_t j = 0; j < n; j++) {
+            g[i * n + j] = got[ry.off + i * ry.ld + j];
+            r[i * n + j] = yr[ry.off + i * ry.ld + j];
+            row_nan &= isnan(g[i * n + j]) != 0;
+        }
+        nan_rows_ok += i == nan_row ? row_nan : 0;
+    }
+    if (nan_row >= 0) T_CHECK(nan_rows_ok == 1, "%s: row %lld of y is not all NaN", what, (long long)nan_row);
+    snprintf(what, sizeof what, "linear bf16-w %s [%lld, %lld] x [%lld, %lld]^T%s%s vs rounded", name, (long long)m,
+             (long long)k, (long long)n, (long long)k, bias ? " + b" : "", nan_row >= 0 ? " NaN row" : "");
+    cmp_check(what, g, r, m * n, TOL_LINEAR_BF16_ROUNDED);
+    free(got), free(g), free(r), free(xr), free(wr), free(yr), free(wb_host);
+    cuda_free(wb_dev);
+    twin_free(&x), twin_free(&w), twin_free(&b), twin_free(&y);
+}
+
+static void test_linear_bf16_all(void) {
+    test_linear_bf16("odd", 37, 19, 23, (struct rv){0, 0, 0, 19}, 19, (struct rv){0, 0, 0, 23}, 37 * 23, true, -1);
+    test_linear_bf16("one row", 1, 7, 5, (struct rv){0, 0, 0, 7}, 7, (struct rv){0, 0, 0, 5}, 5, false, -1);
+    test_linear_bf16("k=1", 9, 1, 300, (struct rv){0, 0, 0, 1}, 1, (struct rv){0, 0, 0, 300}, 9 * 300, true, -1);
+    /* strided views: x at column 4 of [65, 101] (a non-16-byte row stride for the f32 x), w rows of 40, y at column
+     * 36 of [65, 113] */
+    test_linear_bf16("strided", 65, 33, 36, (struct rv){4, 0, 0, 101}, 40, (struct rv){36, 0, 0, 113}, 65 * 113,
+                     true, -1);
+    /* Wan 1.3B: a 1536 x 1536 projection reading and writing views of fused [L, 3D] buffers */
+    test_linear_bf16("wan 1536x1536 fused", 130, 1536, 1536, (struct rv){1536, 0, 0, 4608}, 1536,
+                     (struct rv){1536, 0, 0, 4608}, 130 * 4608, true, -1);
+    /* Wan 1.3B FFN: w 8960 x 1536, then 1536 x 8960 (K = 8960: the longest sums) */
+    test_linear_bf16("wan ffn1 8960x1536", 130, 1536, 8960, (struct rv){0, 0, 0, 1536}, 1536,
+                     (struct rv){0, 0, 0, 8960}, 130 * 8960, true, -1);
+    test_linear_bf16("wan ffn2 1536x8960", 131, 8960, 1536, (struct rv){0, 0, 0, 8960}, 8960,
+                     (struct rv){0, 0, 0, 1536}, 131 * 1536, true, -1);
+    /* 14B width */
+    test_linear_bf16("k=5120", 33, 5120, 77, (struct rv){0, 0, 0, 5120}, 5120, (struct rv){0, 0, 0, 77}, 33 * 77,
+                     true, -1);
+    /* more rows than one scratch chunk holds at K = 8960 (64 MiB / 17920 bytes = 3744, rounded to 3712) */
+    test_linear_bf16("chunked", 3800, 8960, 256, (struct rv){0, 0, 0, 8960}, 8960, (struct rv){0, 0, 0, 256},
+                     3800 * 256, true, -1);
+    /* a NaN in x: its output row is NaN, every other row finite */
+    test_linear_bf16("nan", 40, 96, 50, (struct rv){0, 0, 0, 96}, 96, (struct rv){0, 0, 0, 50}, 40 * 50, true, 7);
+    /* grown on first use to the chunked case's chunk: 3712 rows of 8960 bf16 (<= CUDA_LINEAR_SCRATCH_BYTES) */
+    T_CHECK(cuda_scratch_bytes(&g_gpu) >= (size_t)3712 * 8960 * 2 &&
+                cuda_scratch_bytes(&g_gpu) <= (size_t)CUDA_LINEAR_SCRATCH_BYTES,
+            "the linear scratch holds %zu bytes, expected one chunk of 3712 x 8960 bf16", cuda_scratch_bytes(&g_gpu));
+    printf("linear bf16: scratch %.1f MiB after the chunked case\n", (double)cuda_scratch_bytes(&g_gpu) / (1 << 20));
 }
 
 /* ---- norms ---- */
@@ -1570,6 +1708,7 @@ int main(void) {
     test_elementwise_all(); /* first: upload/download/copy underpin the rest */
     test_linear_all();
     test_norms_all();
+    test_linear_bf16_all();
     test_rope_all();
     test_attention_all();
     test_attention_blocks_all();
