@@ -40,6 +40,11 @@ struct exec_ctx {
     int n_threads;     /* CPU: worker threads for our own loops (OpenMP); <= 0 means all cores */
     void *cuda_stream; /* CUDA: the cudaStream_t every op is queued on */
     void *cuda_state;  /* CUDA: handles and workspaces owned by kernels/cuda */
+    /* CUDA: op_attention may use the bf16 tensor-core flash kernel (q, k, v and the softmax probabilities
+     * rounded to bf16, f32 accumulation and softmax; kernels/cuda/kern_flash_attn.cu) where it supports the
+     * shape, else the f32 kernel. false (the default, and exec_ctx_cpu's): f32 only. Set by the caller
+     * (--dtype bf16); op_attention_block and op_attention_biased ignore it. */
+    bool attention_bf16;
 };
 
 /* Block-causal self-attention (spec 3.9). Tokens are frame-major; a query in frame fq may attend

@@ -27,7 +27,8 @@
  * and mpirun are refused on CUDA for now.
  * --dtype bf16 (CUDA only, issue 8): the model's GEMM matrices are stored in bf16 on the GPU
  * (wan_model_to_device); the key=value line says dtype=bf16 and gives the weight arena's size together with
- * what the same model takes with f32 and with bf16 matrices (wan_model_device_bytes).
+ * what the same model takes with f32 and with bf16 matrices (wan_model_device_bytes). It also sets the context's
+ * attention_bf16: op_attention runs on the bf16 tensor-core flash kernel (kernels/cuda/kern_flash_attn.cu).
  */
 #include <cJSON.h>
 #include <stdio.h>
@@ -587,6 +588,7 @@ int worker_bench(const struct bench_options *o) {
 #if REELFARM_HAVE_CUDA
     if (o->backend == BACKEND_CUDA) {
         if ((rc = cuda_backend_init(&run.ctx, 0)) < 0) goto end;
+        run.ctx.attention_bf16 = o->weight_dtype == DTYPE_BF16; /* --dtype bf16: attention on tensor cores too */
         cuda_device_name(gpu_name, sizeof gpu_name);
         for (char *p = gpu_name; *p; p++) /* one key=value token */
             if (*p == ' ' || *p == '=') *p = '_';

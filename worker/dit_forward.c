@@ -5,8 +5,8 @@
  * optional integer fps (0 or 1). OUT.h5: noise_pred f32 [16, F, H, W] and provenance attributes.
  * --backend cuda: the model loads on the CPU as always, then moves to GPU 0 (wan_model_to_device) and the
  * workspace is allocated there; the forward uploads the inputs and downloads the prediction itself.
- * --dtype bf16 (CUDA only): the GEMM matrices are stored in bf16 on the GPU (wan_model_to_device); the
- * activations stay f32.
+ * --dtype bf16 (CUDA only): the GEMM matrices are stored in bf16 on the GPU (wan_model_to_device) and
+ * op_attention runs on the bf16 tensor-core flash kernel (ctx.attention_bf16); the activations stay f32.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -94,6 +94,7 @@ int worker_dit_forward(const struct dit_forward_options *opt) {
     x.causal_block_size = opt->causal_block_size;
 
     if ((rc = open_backend(opt->backend, opt->threads, &ctx)) < 0) goto end;
+    ctx.attention_bf16 = opt->weight_dtype == DTYPE_BF16; /* CUDA only (checked above): attention on tensor cores */
     double t0 = time_now();
     if ((rc = wan_model_load(&m, opt->model_dir)) < 0) goto end;
     /* CPU: nothing; CUDA: weights into one device arena (matrices in bf16 with --dtype bf16) */
@@ -136,7 +137,7 @@ int worker_dit_forward(const struct dit_forward_options *opt) {
     if ((rc = h5_attr_set_str(out, "model", opt->model_dir)) < 0) goto end;
     if ((rc = h5_attr_set_i64(out, "causal_block_size", opt->causal_block_size)) < 0) goto end;
     const char *backend_attr = ctx.backend != BACKEND_CUDA             ? "cpu-f32"
-                               : opt->weight_dtype == DTYPE_BF16 ? "cuda-bf16-weights"
+                               : opt->weight_dtype == DTYPE_BF16 ? "cuda-bf16"
                                                                  : "cuda-f32";
     if ((rc = h5_attr_set_str(out, "backend", backend_attr)) < 0) goto end;
     rc = h5_commit(&out);

@@ -16,7 +16,8 @@
  * stored back instead of normalised. op_attention_finish is then one block per query row writing
  * o * (1 / l) (0 where l == 0) with explicitly rounded intrinsics: the CPU twin's float arithmetic,
  * bit for bit, for the same state.
- * What it does not do: no bf16, no tensor cores, no split-K over keys, no tuning (one warp per row,
+ * What it does not do: no bf16, no tensor cores (kern_flash_attn.cu has them: kern_attention_cuda hands over to it
+ * when ctx->attention_bf16 is set and it supports the shape), no split-K over keys, no tuning (one warp per row,
  * scalar dot products); speed is a later issue. The key tiles are 32 wide here and 256 on the CPU, so
  * the bitwise block/one-call identity of the CPU twin holds here only up to rounding.
  * Mirrors SR attention.py flash_attention (no mask) and the masked SDPA of transformer.py.
@@ -214,6 +215,11 @@ static void launch_attention(const struct exec_ctx *ctx, const char *op, struct 
 void kern_attention_cuda(const struct exec_ctx *ctx, struct tensor *out, const struct tensor *q,
                          const struct tensor *k, const struct tensor *v, int n_heads, float scale,
                          const struct attn_causal *causal, bool accumulate) {
+    /* bf16 tensor cores when the caller asked for them (ctx->attention_bf16) and the shape allows (kern_flash_attn.cu) */
+    if (ctx->attention_bf16 && kern_flash_attention_supported(out, q, k, v, n_heads)) {
+        kern_flash_attention_cuda(ctx, out, q, k, v, n_heads, scale, causal, accumulate);
+        return;
+    }
     launch_attention(ctx, "kern_attention_cuda", out, q, k, v, n_heads, scale, causal, accumulate, NULL, k->shape[0],
                      NULL, false);
 }

@@ -6,8 +6,9 @@
  * memory figures for the model's weights and workspace). Includable
  * from C11 (kernels/ops.c, tests) and from the .cu files; the C part names no CUDA type (the
  * stream and the handles travel as void * in struct exec_ctx).
- * What it does not do: the twins compute in float32 (the one exception: kern_linear_cuda takes bf16
- * weights, issue 8) and are written for correctness, not speed (not tuned).
+ * What it does not do: the twins compute in float32 (the exceptions, issue 8: kern_linear_cuda takes bf16
+ * weights; kern_attention_cuda computes in bf16 on tensor cores when ctx->attention_bf16 asks for it) and are
+ * written for correctness, not speed (not tuned).
  * The section under __CUDACC__ at the end is internal to kernels/cuda/ (cuBLAS headers stay here).
  */
 #ifndef REELFARM_KERNELS_CUDA_KERN_CUDA_H
@@ -109,6 +110,15 @@ void kern_rope3d_cuda(const struct exec_ctx *ctx, struct tensor *x, int n_heads,
 void kern_attention_cuda(const struct exec_ctx *ctx, struct tensor *out, const struct tensor *q,
                          const struct tensor *k, const struct tensor *v, int n_heads, float scale,
                          const struct attn_causal *causal, bool accumulate);
+/* kern_flash_attn.cu (issue 8): kern_attention_cuda's tensor-core path, taken when ctx->attention_bf16 is set and
+ * kern_flash_attention_supported() says yes (head dim 64 or 128; out, q, k, v f32 rows with row strides a multiple
+ * of 4 floats); otherwise kern_attention_cuda runs the f32 kernel. q, k, v and the softmax probabilities are
+ * rounded to bf16, products accumulate in f32, the online softmax is f32. Same arguments and semantics. */
+bool kern_flash_attention_supported(const struct tensor *out, const struct tensor *q, const struct tensor *k,
+                                    const struct tensor *v, int n_heads);
+void kern_flash_attention_cuda(const struct exec_ctx *ctx, struct tensor *out, const struct tensor *q,
+                               const struct tensor *k, const struct tensor *v, int n_heads, float scale,
+                               const struct attn_causal *causal, bool accumulate);
 void kern_attention_biased_cuda(const struct exec_ctx *ctx, struct tensor *out, const struct tensor *q,
                                 const struct tensor *k, const struct tensor *v, int n_heads, float scale,
                                 const struct tensor *bias, int64_t valid_keys);

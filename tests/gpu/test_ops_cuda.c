@@ -85,6 +85,19 @@
  * Shapes: odd and strided views (also into fused buffers), one row, k = 1, the Wan 1.3B matrices (1536 x 1536,
  * 8960 x 1536 and 1536 x 8960), k = 5120 (14B width), and 3800 rows at k = 8960 (more than one chunk of the
  * 64 MiB bf16 scratch: two GEMMs). A NaN in x must make exactly its row of y NaN on both sides.
+ * op_attention on tensor cores (ctx->attention_bf16, kernels/cuda/kern_flash_attn.cu; head dims 64 and 128): q, k, v
+ * rounded to bf16 (nearest even), scores and P v accumulated in f32, online softmax in f32, the probabilities rounded
+ * to bf16 before P v. Checked against the CPU f32 op (the twin_check rules: view, untouched gaps, guards, no NaN/Inf)
+ * and against the f32 CUDA kernel; lengths 1, 63, 64, 65, 1000 around the 64-row tiles, full and block-causal (with
+ * offsets and rows that see no key), accumulate, Wan 12 x 128 at 1560 tokens; shapes it does not take (head dim 40,
+ * 256) must run the f32 kernel (f32 tolerances) with attention_bf16 set. One 40 x 128 x 8192 case prints TFLOP/s.
+ *   attention bf16          3e-2   1e-2   1e-4   each of q, k, v, p rounded with relative error <= u = 2^-8, rms
+ *     (vs CPU and vs the                         ~u/sqrt(3) ~ 2.3e-3; a score (scale 1/sqrt(dh), q, k ~ N(0, 1)) errs
+ *     f32 CUDA kernel)                           by ~sqrt(2/3) u ~ 3.2e-3 rms whatever dh; o = sum p v errs by ~4.5e-3
+ *                                                of its rms (score, v and p terms): nmse ~2e-5 (a Python emulation of
+ *                                                the kernel's fragments gave 4e-6..1e-5), limit 1e-4; elementwise ~6
+ *                                                sigma over 2.4e6 outputs with |o| ~ 1 (few keys): atol 3e-2. atol is
+ *                                                multiplied by the score multiplier and nmse by its square
  * These are estimates written before the first GPU run; a tolerance that proves wrong is changed
  * with a comment saying why (STYLE 10.7).
  */
@@ -96,6 +109,7 @@
 
 #include "core/error.h"
 #include "core/tensor.h"
+#include "core/timer.h"
 #include "kernels/cuda/kern_cuda.h"
 #include "kernels/ops.h"
 #include "tests/common/compare.h"
@@ -114,6 +128,7 @@ static const struct cmp_tol TOL_LINEAR_BF16_ROUNDED = {1e-4, 1e-4, 1e-9};
 static const struct cmp_tol TOL_LINEAR_BF16_F32 = {4e-2, 8e-3, 3e-5};
 static const struct cmp_tol TOL_ATTN = {5e-6, 1e-5, 1e-10};
 static const struct cmp_tol TOL_ATTN_STATE_O = {5e-6, 1e-5, 1e-9};
+static const struct cmp_tol TOL_ATTN_BF16 = {3e-2, 1e-2, 1e-4};
 static const struct cmp_tol TOL_SINUSOID = {1e-7, 1e-6, 1e-12};
 static const struct cmp_tol TOL_LINCOMB = {1e-7, 3e-7, 1e-13};
 static const struct cmp_tol TOL_CONV = {3e-5, 1e-5, 1e-10};
@@ -123,6 +138,7 @@ static const float DEV_CANARY = -7777.25f;
 static const unsigned long long SEED = 20250611ull;
 
 static struct exec_ctx g_cpu, g_gpu;
+static struct exec_ctx g_gpu_bf16; /* g_gpu (same stream and handles) with attention_bf16: the flash kernel */
 static unsigned long long g_tag = 1;
 
 static const struct exec_ctx *side_ctx(enum device side) { return side == DEVICE_CUDA ? &g_gpu : &g_cpu; }
@@ -840,10 +856,15 @@ struct attn_args {
     bool accumulate;
 };
 
-static void run_attn(enum device side, struct twin *out, struct rv ro, const struct attn_args *a) {
+static void run_attn_ctx(const struct exec_ctx *ctx, enum device side, struct twin *out, struct rv ro,
+                         const struct attn_args *a) {
     struct tensor ot = rows(out, side, ro), qt = rows(a->q, side, a->rq), kt = rows(a->k, side, a->rk),
                   vt = rows(a->v, side, a->rv);
-    op_attention(side_ctx(side), &ot, &qt, &kt, &vt, a->n_heads, a->scale, a->causal, a->accumulate);
+    op_attention(ctx, &ot, &qt, &kt, &vt, a->n_heads, a->scale, a->causal, a->accumulate);
+}
+
+static void run_attn(enum device side, struct twin *out, struct rv ro, const struct attn_args *a) {
+    run_attn_ctx(side_ctx(side), side, out, ro, a);
 }
 
 /* Self- or cross-attention: q [lq, H dh] and k, v [lk, H dh]; self_fused puts q, k, v into one
@@ -1151,6 +1172,171 @@ static void test_attention_all(void) {
     test_attention("wan self causal", 300, 300, 12, 128, 1.0f, &wan_causal, false, true);
     test_attention("wan cross (text 512)", 300, 512, 12, 128, 1.0f, NULL, false, false);
     test_attention_i2v("wan", 200, 512, 257, 12, 128);
+}
+
+/* ---- attention on tensor cores (ctx->attention_bf16: kernels/cuda/kern_flash_attn.cu) ---- */
+
+/* The rows view r of a downloaded buffer, packed [r.m, r.n]. */
+static float *pack_view(const float *all, struct rv r) {
+    float *p = xmalloc((size_t)(r.m * r.n) * sizeof(float));
+    for (int64_t i = 0; i < r.m; i++) memcpy(p + i * r.n, all + r.off + i * r.ld, (size_t)r.n * sizeof(float));
+    return p;
+}
+
+/* As test_attention, through the flash kernel (g_gpu_bf16), which must support the shape (no silent fallback to
+ * the f32 kernel): against the CPU (twin_check: the view, untouched gaps, guards, no NaN/Inf) and against the f32
+ * CUDA kernel on a second output buffer with the same initial contents. */
+static void test_attention_flash(const char *name, int64_t lq, int64_t lk, int n_heads, int dh, float scale_mul,
+                                 const struct attn_causal *causal, bool accumulate, bool self_fused) {
+    const int64_t d = (int64_t)n_heads * dh;
+    const int64_t pad = 4; /* row strides stay multiples of 4 floats: the flash kernel's float4 loads */
+    struct twin qkv, q, kv;
+    struct attn_args a;
+    memset(&qkv, 0, sizeof qkv), memset(&q, 0, sizeof q), memset(&kv, 0, sizeof kv);
+    memset(&a, 0, sizeof a);
+    if (self_fused) {
+        qkv = twin_rand(lq * (3 * d + pad), 1.0f, 0.0f);
+        a.q = a.k = a.v = &qkv;
+        a.rq = (struct rv){0, lq, d, 3 * d + pad};
+        a.rk = (struct rv){d, lk, d, 3 * d + pad};
+        a.rv = (struct rv){2 * d, lk, d, 3 * d + pad};
+    } else {
+        q = twin_rand(lq * d, 1.0f, 0.0f);
+        kv = twin_rand(lk * (2 * d + pad), 1.0f, 0.0f);
+        a.q = &q, a.k = a.v = &kv;
+        a.rq = (struct rv){0, lq, d, d};
+        a.rk = (struct rv){0, lk, d, 2 * d + pad};
+        a.rv = (struct rv){d, lk, d, 2 * d + pad};
+    }
+    struct twin out = twin_rand(lq * (d + pad), 1.0f, 0.0f);
+    struct twin out32 = twin_alloc(out.n); /* the f32 CUDA kernel's output, same initial contents */
+    memcpy(out32.init, out.init, (size_t)out.n * sizeof(float));
+    twin_push(&out32);
+    const struct rv ro = {0, lq, d, d + pad};
+    a.n_heads = n_heads;
+    a.scale = scale_mul / sqrtf((float)dh);
+    a.causal = causal;
+    a.accumulate = accumulate;
+    {
+        struct tensor ot = rows(&out, DEVICE_CUDA, ro), qt = rows(a.q, DEVICE_CUDA, a.rq),
+                      kt = rows(a.k, DEVICE_CUDA, a.rk), vt = rows(a.v, DEVICE_CUDA, a.rv);
+        T_REQUIRE(kern_flash_attention_supported(&ot, &qt, &kt, &vt, n_heads),
+                  "test bug: flash attention %s would fall back to the f32 kernel", name);
+    }
+    run_attn(DEVICE_CPU, &out, ro, &a);
+    run_attn_ctx(&g_gpu_bf16, DEVICE_CUDA, &out, ro, &a);
+    run_attn_ctx(&g_gpu, DEVICE_CUDA, &out32, ro, &a);
+    char what[240];
+    snprintf(what, sizeof what, "attention flash bf16 %s Lq=%lld Lk=%lld H=%d dh=%d%s%s", name, (long long)lq,
+             (long long)lk, n_heads, dh, causal ? " block-causal" : "", accumulate ? " accumulate" : "");
+    struct tensor ov = rows(&out, DEVICE_CPU, ro);
+    struct cmp_tol tol = TOL_ATTN_BF16;
+    tol.atol *= scale_mul; /* score errors grow with the scores (table above) */
+    tol.nmse_max *= (double)scale_mul * scale_mul;
+    twin_check(what, &out, &ov, tol);
+
+    float *all_bf16 = download_twin(&out), *all_f32 = download_twin(&out32);
+    float *g = pack_view(all_bf16, ro), *r = pack_view(all_f32, ro);
+    char what32[280];
+    snprintf(what32, sizeof what32, "%s vs the f32 CUDA kernel", what);
+    cmp_check(what32, g, r, lq * d, tol);
+    free(all_bf16), free(all_f32), free(g), free(r);
+    twin_free(&out), twin_free(&out32);
+    if (self_fused) {
+        twin_free(&qkv);
+    } else {
+        twin_free(&q), twin_free(&kv);
+    }
+}
+
+/* Rates of the flash and the f32 kernels on one large full attention (40 heads of 128, 8192 tokens: a 14B-like
+ * layer), printed so that the first GPU run shows the speed; the two results must agree (TOL_ATTN_BF16) and hold
+ * no NaN/Inf. Not a pass/fail criterion on speed. */
+static void test_attention_flash_speed(void) {
+    const int n_heads = 40, dh = 128;
+    const int64_t l = 8192, d = (int64_t)n_heads * dh, n = l * d;
+    float *host = xmalloc((size_t)n * sizeof(float));
+    float *dq = cuda_alloc((size_t)n * sizeof(float)), *dk = cuda_alloc((size_t)n * sizeof(float));
+    float *dv = cuda_alloc((size_t)n * sizeof(float));
+    float *o16 = cuda_alloc((size_t)n * sizeof(float)), *o32 = cuda_alloc((size_t)n * sizeof(float));
+    float *const fill[3] = {dq, dk, dv};
+    for (int i = 0; i < 3; i++) {
+        t_fill_normal(host, n, SEED, g_tag++, 1.0f);
+        upload(fill[i], host, n);
+    }
+    const int64_t shape[2] = {l, d};
+    struct tensor q = tensor_make(DTYPE_F32, DEVICE_CUDA, dq, 2, shape), k = tensor_make(DTYPE_F32, DEVICE_CUDA, dk, 2, shape),
+                  v = tensor_make(DTYPE_F32, DEVICE_CUDA, dv, 2, shape);
+    struct tensor t16 = tensor_make(DTYPE_F32, DEVICE_CUDA, o16, 2, shape);
+    struct tensor t32 = tensor_make(DTYPE_F32, DEVICE_CUDA, o32, 2, shape);
+    const float scale = 1.0f / sqrtf((float)dh);
+    const double flop = 4.0 * (double)l * (double)l * dh * n_heads;
+    enum { REPS = 5 };
+    op_attention(&g_gpu_bf16, &t16, &q, &k, &v, n_heads, scale, NULL, false); /* warm-up */
+    cuda_sync(&g_gpu);
+    double t0 = time_now();
+    for (int r = 0; r < REPS; r++) op_attention(&g_gpu_bf16, &t16, &q, &k, &v, n_heads, scale, NULL, false);
+    cuda_sync(&g_gpu);
+    const double s16 = (time_now() - t0) / REPS;
+    t0 = time_now();
+    op_attention(&g_gpu, &t32, &q, &k, &v, n_heads, scale, NULL, false);
+    cuda_sync(&g_gpu);
+    const double s32 = time_now() - t0;
+    printf("attention speed L=%lld H=%d dh=%d full: flash bf16 %.3f ms %.1f TFLOP/s, f32 kernel %.3f ms %.1f TFLOP/s "
+           "(4 L^2 dh H = %.3g flop)\n",
+           (long long)l, n_heads, dh, s16 * 1e3, flop / s16 * 1e-12, s32 * 1e3, flop / s32 * 1e-12, flop);
+    float *r16 = xmalloc((size_t)n * sizeof(float));
+    download(r16, o16, n);
+    download(host, o32, n);
+    int64_t nonfinite = 0;
+    for (int64_t i = 0; i < n; i++) nonfinite += !isfinite(r16[i]);
+    T_CHECK(nonfinite == 0, "attention flash speed case: %lld NaN/Inf", (long long)nonfinite);
+    cmp_check("attention flash bf16 L=8192 H=40 dh=128 vs the f32 CUDA kernel", r16, host, n, TOL_ATTN_BF16);
+    free(r16), free(host);
+    cuda_free(dq), cuda_free(dk), cuda_free(dv), cuda_free(o16), cuda_free(o32);
+}
+
+static void test_attention_flash_all(void) {
+    /* full attention: lengths around the 64-row query and key tiles, one query, one key, both head dims */
+    test_attention_flash("one query one key", 1, 1, 3, 128, 1.0f, NULL, false, false);
+    test_attention_flash("one query", 1, 100, 4, 128, 1.0f, NULL, false, false);
+    test_attention_flash("one key", 70, 1, 2, 64, 1.0f, NULL, false, false);
+    test_attention_flash("63", 63, 63, 3, 128, 1.0f, NULL, false, true);
+    test_attention_flash("64", 64, 64, 2, 128, 1.0f, NULL, false, true);
+    test_attention_flash("65", 65, 65, 3, 128, 1.0f, NULL, false, true);
+    test_attention_flash("65 dh 64", 65, 65, 5, 64, 1.0f, NULL, false, true);
+    test_attention_flash("cross 63 x 1000", 63, 1000, 2, 128, 1.0f, NULL, false, false);
+    test_attention_flash("1000", 1000, 1000, 4, 128, 1.0f, NULL, false, true);
+    test_attention_flash("1000 dh 64", 1000, 1000, 3, 64, 1.0f, NULL, false, true);
+    test_attention_flash("peakier softmax", 130, 200, 2, 128, 4.0f, NULL, false, false); /* scores ~N(0, 16) */
+    test_attention_flash("accumulate", 50, 70, 3, 128, 1.0f, NULL, true, false);
+    /* block-causal: whole sequences (tile boundaries inside frames), shards with offsets, rows without keys */
+    const struct attn_causal whole = {7, 2, 0, 0}, f50 = {50, 2, 0, 0}, f1 = {13, 1, 0, 0};
+    test_attention_flash("causal whole", 1000, 1000, 3, 128, 1.0f, &whole, false, true);
+    test_attention_flash("causal whole 50 x 2", 300, 300, 2, 64, 1.0f, &f50, false, true);
+    test_attention_flash("causal fpb 1", 65, 65, 2, 128, 1.0f, &f1, false, true);
+    const struct attn_causal shard = {11, 2, 22, 33}, nokeys = {11, 2, 0, 22}, f1off = {13, 1, 5, 0};
+    test_attention_flash("causal q shard vs k shard", 130, 133, 2, 128, 1.0f, &shard, false, false);
+    test_attention_flash("causal rows without keys", 30, 44, 2, 128, 1.0f, &nokeys, false, false);
+    test_attention_flash("causal rows without keys, accumulate", 100, 44, 2, 64, 1.0f, &nokeys, true, false);
+    test_attention_flash("causal fpb 1 offset, accumulate", 40, 65, 3, 128, 1.0f, &f1off, true, false);
+    /* Wan 1.3B: 12 heads of 128; 1560 tokens = 2 latent frames of 30 x 52 (480p) */
+    const struct attn_causal wan_causal = {780, 1, 0, 0};
+    test_attention_flash("wan self", 1560, 1560, 12, 128, 1.0f, NULL, false, true);
+    test_attention_flash("wan self causal", 1560, 1560, 12, 128, 1.0f, &wan_causal, false, true);
+    test_attention_flash("wan cross (text 512)", 1560, 512, 12, 128, 1.0f, NULL, false, false);
+    /* shapes the flash kernel does not take run the f32 kernel even with attention_bf16: f32 tolerances */
+    g_gpu.attention_bf16 = true;
+    test_attention("fallback dh 40 (attention_bf16 set)", 77, 77, 2, 40, 1.0f, NULL, false, true);
+    test_attention("fallback dh 256 causal (attention_bf16 set)", 40, 45, 1, 256, 1.0f, &f1off, false, false);
+    g_gpu.attention_bf16 = false;
+    {
+        const int64_t shape[2] = {4, 80};
+        struct tensor t = tensor_make(DTYPE_F32, DEVICE_CUDA, NULL, 2, shape); /* the query reads no data */
+        T_CHECK(!kern_flash_attention_supported(&t, &t, &t, &t, 2), "flash attention claims head dim 40");
+        T_CHECK(kern_flash_attention_supported(&t, &t, &t, &t, 1) == false, "flash attention claims head dim 80");
+    }
+    test_attention_flash_speed();
 }
 
 /* ---- layout ---- */
@@ -1704,6 +1890,8 @@ int main(void) {
     g_gpu = exec_ctx_cpu(0);
     const int rc = cuda_backend_init(&g_gpu, 0);
     T_REQUIRE(rc == 0, "cuda_backend_init(0): %s", err_message());
+    g_gpu_bf16 = g_gpu; /* shares g_gpu's state: never freed on its own */
+    g_gpu_bf16.attention_bf16 = true;
 
     test_elementwise_all(); /* first: upload/download/copy underpin the rest */
     test_linear_all();
@@ -1712,6 +1900,7 @@ int main(void) {
     test_rope_all();
     test_attention_all();
     test_attention_blocks_all();
+    test_attention_flash_all();
     test_layout_all();
     test_sampling_ops_all();
     test_vae_all();
