@@ -556,7 +556,27 @@ int wan_dit_check_input(const struct wan_model *m, const struct wan_dit_input *i
  * Workspace: every activation of one forward, carved from one arena
  * ---------------------------------------------------------------------------------------------- */
 
-enum { FFN_CHUNK_ROWS = 8192 }; /* FFN hidden activations are computed this many tokens at a time */
+/* The FFN runs in chunks of at most ffn_rows tokens: ffn1 + GELU of a chunk into the hidden buffer [ffn_rows,
+ * Fd_local], then ffn2 into the chunk's output rows. ffn_rows is the most rows whose hidden activations fit in
+ * FFN_HIDDEN_BYTES (4854 rows for the 14B model, 7489 for the 1.3B; Fd_local / Fd of that under tensor
+ * parallelism): large enough for full-speed GEMMs, small against one [tokens, D] buffer at 720P (2.3 GB). Row
+ * chunks of a linear are bit-identical to the whole call (kernels/cpu/kern_linear.c: kern_sgemm_row_stable) and
+ * GELU is elementwise, so the chunk size never changes a result on the CPU. REELFARM_FFN_CHUNK_ROWS (tests only)
+ * overrides the row count when a workspace is planned. */
+enum { FFN_HIDDEN_BYTES = 256 << 20 };
+
+static int64_t ffn_chunk_rows(int64_t shard, int64_t ffn_local) {
+    int64_t rows = (int64_t)FFN_HIDDEN_BYTES / (ffn_local * (int64_t)sizeof(float));
+    const char *env = getenv("REELFARM_FFN_CHUNK_ROWS");
+    if (env && *env) {
+        char *end;
+        const long long v = strtoll(env, &end, 10);
+        CHECK(*end == '\0' && v >= 1, "REELFARM_FFN_CHUNK_ROWS=%s: expected a positive row count", env);
+        rows = v;
+    }
+    if (rows < 1) rows = 1;
+    return shard < rows ? (shard > 0 ? shard : 1) : rows;
+}
 
 struct wan_dit_bufs {
     int64_t l, hp, wp, g, ni, lc, ffn_rows;
@@ -568,10 +588,12 @@ struct wan_dit_bufs {
     struct tensor lat_in;   /* [Cin, F, H, W] latents (+ condition) on the device */
     struct tensor patches;  /* [L, Cin pt ph pw] (every token: the shard's rows are taken from it) */
     struct tensor x;        /* [s, D] residual stream */
-    struct tensor u;        /* [s, D] normed input / projection output */
+    struct tensor u;        /* [s, D] normed / modulated input, then the attention output (first D_local columns) */
+    /* One region reused across the phases of a block (spec 3.6): q/k/v while attention runs; once it has run,
+     * the output projections and the FFN write [s, D] at its start (y) and the FFN's hidden chunk after y. */
     struct tensor qkv;      /* [s, 3 D_local] */
-    struct tensor attn;     /* [s, D] attention (first D_local columns) / FFN output */
-    struct tensor hidden;   /* [ffn_rows, Fd_local] */
+    struct tensor y;        /* [s, D] projection / FFN output, over the region's start (q/k/v dead) */
+    struct tensor hidden;   /* [ffn_rows, Fd_local] after y (q/k/v dead) */
     struct tensor ctx_in;   /* [Lc, text_dim] */
     struct tensor ctx;      /* [Ni + Lc, D] embedded context (image rows first) */
     struct tensor ctx_tmp;  /* [Lc, D] */
@@ -651,14 +673,19 @@ static void ws_carve(struct arena *a, const struct wan_model *m, const struct wa
     b->ni = sh->image_len;
     b->lc = sh->context_len;
     const int64_t s = b->shard, dl = b->d_local, dg = dl / u, out_w = c->out_channels * pp;
-    b->ffn_rows = s < FFN_CHUNK_ROWS ? s : FFN_CHUNK_ROWS;
+    b->ffn_rows = ffn_chunk_rows(s, b->ffn_local);
     b->lat_in = ws_tensor(a, dev, 4, (int64_t[]){c->in_channels, sh->frames, sh->height, sh->width});
     b->patches = WS2(a, b->l_all, c->in_channels * pp);
     b->x = WS2(a, s, d);
     b->u = WS2(a, s, d);
-    b->qkv = WS2(a, s, 3 * dl);
-    b->attn = WS2(a, s, d);
-    b->hidden = WS2(a, b->ffn_rows, b->ffn_local);
+    /* the region: max(q/k/v, y + hidden) floats; hidden starts on an arena_round boundary */
+    const int64_t y_n = (int64_t)(arena_round((size_t)(s * d) * sizeof(float)) / sizeof(float));
+    const int64_t qkv_n = s * 3 * dl, out_n = y_n + b->ffn_rows * b->ffn_local;
+    struct tensor region = WS1(a, qkv_n > out_n ? qkv_n : out_n);
+    b->qkv = tensor_make(DTYPE_F32, dev, region.data, 2, (int64_t[]){s, 3 * dl});
+    b->y = tensor_make(DTYPE_F32, dev, region.data, 2, (int64_t[]){s, d});
+    b->hidden = tensor_make(DTYPE_F32, dev, region.data ? (float *)region.data + y_n : NULL, 2,
+                            (int64_t[]){b->ffn_rows, b->ffn_local});
     b->ctx_in = WS2(a, b->lc, c->text_dim);
     b->ctx = WS2(a, b->ni + b->lc, d);
     b->ctx_tmp = WS2(a, b->lc, d);
@@ -760,7 +787,7 @@ int wan_dit_workspace_init_par(struct wan_dit_workspace *ws, const struct wan_mo
         ws->bufs = NULL;
         return rc;
     }
-    if (ws->device == DEVICE_CPU) memset(ws->arena.base, 0, measure.used); /* padding rows stay zero (finite) forever */
+    if (ws->device == DEVICE_CPU) memset(ws->arena.base, 0, measure.used); /* padding rows start zero and stay finite */
     ws_carve(&ws->arena, m, shape, &ws->par, ws->bufs);
     return ERR_OK;
 }
@@ -858,7 +885,7 @@ static void linear_row_parallel(const struct exec_ctx *ctx, struct wan_dit_bufs 
     op_add_row(ctx, y, y, bias);
 }
 
-/* Self-attention of the shard's q/k/v into b->attn (first D_local columns), spec 3.6 step 2 under
+/* Self-attention of the shard's q/k/v into b->u (first D_local columns), spec 3.6 step 2 under
  * sequence parallelism: Ulysses all-to-all to whole ring blocks of this rank's head group; with
  * ring > 1 the key/value blocks are broadcast by each ring rank in turn, in token order, and folded
  * into a streaming softmax, so every layout walks the same key tiles in the same order. */
@@ -867,7 +894,7 @@ static void self_attention(const struct exec_ctx *ctx, struct wan_dit_bufs *b, c
     const int u = comm_size(par->ulysses), r = comm_size(par->ring);
     const int64_t s = b->shard, dl = b->d_local, dg = dl / u, hg = b->heads / u;
     struct tensor q = cols(&b->qkv, 0, dl), k = cols(&b->qkv, dl, dl), v = cols(&b->qkv, 2 * dl, dl);
-    struct tensor out = cols(&b->attn, 0, dl);
+    struct tensor out = cols(&b->u, 0, dl);
     if (u == 1 && r == 1) { /* the whole sequence is here */
         struct tensor kr = rows(&k, 0, b->l_all), vr = rows(&v, 0, b->l_all);
         op_attention(ctx, &out, &q, &kr, &vr, (int)b->heads, scale, causal, false);
@@ -937,11 +964,13 @@ static void block_forward(const struct wan_model *m, const struct exec_ctx *ctx,
     struct tensor shift_sa = cols(&b->mods, 0, d), scale_sa = cols(&b->mods, d, d), gate_sa = cols(&b->mods, 2 * d, d);
     struct tensor shift_ff = cols(&b->mods, 3 * d, d), scale_ff = cols(&b->mods, 4 * d, d),
                   gate_ff = cols(&b->mods, 5 * d, d);
-    /* the shard's real token rows (padding rows stay zero) */
-    struct tensor x = rows(&b->x, 0, l), un = rows(&b->u, 0, l), at = rows(&b->attn, 0, l);
+    /* the shard's real token rows. Buffers by phase: un holds the normed input until the projections of q (k, v)
+     * have read it, then the attention output (at_heads); the output projections and the FFN write y, which with
+     * the FFN's hidden chunk lies over q/k/v, dead once attention has run (see struct wan_dit_bufs). */
+    struct tensor x = rows(&b->x, 0, l), un = rows(&b->u, 0, l), y = rows(&b->y, 0, l);
     struct tensor qkv = rows(&b->qkv, 0, l);
     struct tensor q = cols(&qkv, 0, dl), k = cols(&qkv, dl, dl), v = cols(&qkv, 2 * dl, dl);
-    struct tensor at_heads = cols(&at, 0, dl);
+    struct tensor at_heads = cols(&un, 0, dl);
 
     /* 1-3: self-attention */
     op_norm_modulate(ctx, &un, &x, &shift_sa, &scale_sa, group, t0, eps);
@@ -953,8 +982,8 @@ static void block_forward(const struct wan_model *m, const struct exec_ctx *ctx,
     op_rope3d(ctx, &q, heads, grid, t0, &m->rope_freqs, m->rope_split);
     op_rope3d(ctx, &k, heads, grid, t0, &m->rope_freqs, m->rope_split);
     self_attention(ctx, b, par, att_scale, causal);
-    linear_row_parallel(ctx, b, tp, &un, &at_heads, &bw->sa_o_w, &bw->sa_o_b);
-    op_gated_add(ctx, &x, &un, &gate_sa, group, t0);
+    linear_row_parallel(ctx, b, tp, &y, &at_heads, &bw->sa_o_w, &bw->sa_o_b);
+    op_gated_add(ctx, &x, &y, &gate_sa, group, t0);
 
     /* 4: cross-attention (no modulation, no RoPE, no mask) */
     const struct tensor *c_in = &x;
@@ -976,25 +1005,25 @@ static void block_forward(const struct wan_model *m, const struct exec_ctx *ctx,
         op_linear(ctx, &b->iv, &img, &bw->ca_img_v_w, &bw->ca_img_v_b);
         op_attention(ctx, &at_heads, &q, &b->ik, &b->iv, heads, att_scale, NULL, true);
     }
-    linear_row_parallel(ctx, b, tp, &un, &at_heads, &bw->ca_o_w, &bw->ca_o_b);
-    op_gated_add(ctx, &x, &un, NULL, 1, 0);
+    linear_row_parallel(ctx, b, tp, &y, &at_heads, &bw->ca_o_w, &bw->ca_o_b);
+    op_gated_add(ctx, &x, &y, NULL, 1, 0);
 
-    /* 5: feed-forward, in chunks of tokens to bound the hidden activations; under tensor
+    /* 5: feed-forward, in chunks of ffn_rows tokens to bound the hidden activations (ws_carve); under tensor
      * parallelism each rank holds Fd / tp hidden columns and the outputs are all-reduced */
     op_norm_modulate(ctx, &un, &x, &shift_ff, &scale_ff, group, t0, eps);
     const bool tp_split = comm_size(tp) > 1;
     for (int64_t r0 = 0; r0 < l; r0 += b->ffn_rows) {
         const int64_t n = l - r0 < b->ffn_rows ? l - r0 : b->ffn_rows;
-        struct tensor u_part = rows(&un, r0, n), out_part = rows(&at, r0, n), hid = rows(&b->hidden, 0, n);
+        struct tensor u_part = rows(&un, r0, n), out_part = rows(&y, r0, n), hid = rows(&b->hidden, 0, n);
         op_linear(ctx, &hid, &u_part, &bw->ffn1_w, &bw->ffn1_b);
         op_gelu_tanh(ctx, &hid, &hid);
         op_linear(ctx, &out_part, &hid, &bw->ffn2_w, tp_split ? NULL : &bw->ffn2_b);
     }
     if (tp_split) {
-        comm_allreduce_sum_f32(tp, at.data, (size_t)(l * d), b->reduce.data);
-        op_add_row(ctx, &at, &at, &bw->ffn2_b);
+        comm_allreduce_sum_f32(tp, y.data, (size_t)(l * d), b->reduce.data);
+        op_add_row(ctx, &y, &y, &bw->ffn2_b);
     }
-    op_gated_add(ctx, &x, &at, &gate_ff, group, t0);
+    op_gated_add(ctx, &x, &y, &gate_ff, group, t0);
 }
 
 void wan_dit_forward(const struct wan_model *m, const struct exec_ctx *ctx, struct wan_dit_workspace *ws,

@@ -139,7 +139,9 @@ struct wan_dit_workspace {
 
 /* Validate inputs against the model (recoverable errors naming the dataset) and derive the shape. */
 int wan_dit_check_input(const struct wan_model *m, const struct wan_dit_input *in, struct wan_dit_shape *shape);
-/* Bytes of activations the forward needs for a shape. */
+/* Bytes of activations the forward needs for a shape: five [tokens, D] buffers' worth per token (the residual
+ * stream, the normed input / attention output, q/k/v whose memory later holds the output projections, the FFN output
+ * and its hidden activations, computed in row chunks of at most 256 MiB) plus the small tables. */
 size_t wan_dit_workspace_bytes(const struct wan_model *m, const struct wan_dit_shape *shape);
 /* Allocates every activation of a forward of this shape up front, on the model's device (the device of
  * the context the model was moved to with wan_model_to_device; the CPU otherwise): one arena, zeroed. */

@@ -160,6 +160,59 @@ static void check_thread_counts(const char *tmp, struct dit_golden *g) {
     wan_model_free(&m);
 }
 
+/* The FFN in row chunks (REELFARM_FFN_CHUNK_ROWS, read when a workspace is planned) gives the bits of the
+ * unchunked forward: chunks of 1 row, of 7 rows (not a divisor of the case's token count) and one chunk. */
+static void check_ffn_chunks(const char *tmp, struct dit_golden *g) {
+    struct wan_model *m = golden_model_load(tmp, g->model_args, NULL);
+    const int64_t n = tensor_numel(&g->in.latents);
+    const int64_t tokens = g->in.latents.shape[1] * (g->in.latents.shape[2] / 2) * (g->in.latents.shape[3] / 2);
+    T_CHECK(tokens % 7 != 0, "%s: %lld tokens: 7-row chunks must leave a partial chunk", g->name, (long long)tokens);
+    T_REQUIRE(setenv("REELFARM_FFN_CHUNK_ROWS", "1000000", 1) == 0, "setenv");
+    float *whole = run_forward(m, &g->in, 0);
+    const char *sizes[] = {"1", "7"};
+    for (int i = 0; i < 2; i++) {
+        T_REQUIRE(setenv("REELFARM_FFN_CHUNK_ROWS", sizes[i], 1) == 0, "setenv");
+        float *out = run_forward(m, &g->in, 0);
+        const bool same = whole && out && !memcmp(out, whole, (size_t)n * sizeof(float));
+        printf("ffn chunks of %s rows (%lld tokens, %s): bit-identical to one chunk: %s\n", sizes[i],
+               (long long)tokens, g->name, same ? "yes" : "NO");
+        T_CHECK(same, "%s: FFN chunks of %s rows change the output", g->name, sizes[i]);
+        guard_free(out);
+    }
+    unsetenv("REELFARM_FFN_CHUNK_ROWS");
+    float *dflt = run_forward(m, &g->in, 0);
+    T_CHECK(whole && dflt && !memcmp(dflt, whole, (size_t)n * sizeof(float)), "%s: default chunking differs",
+            g->name);
+    guard_free(dflt);
+    guard_free(whole);
+    wan_model_free(&m);
+}
+
+/* Issue 8's memory target: the 14B workspace at 720P (1280x720, 121 frames, 512 text rows) must leave room for
+ * the bf16 weights in 40 GB; also prints the 1.3B figure at 540P (960x544, 97 frames). */
+static size_t preset_workspace(const char *preset, int64_t frames, int64_t height, int64_t width) {
+    struct wan_model m;
+    memset(&m, 0, sizeof m);
+    T_REQUIRE(wan_config_preset(preset, &m.cfg) == ERR_OK, "%s", err_message());
+    m.device = DEVICE_CPU;
+    m.tp_size = 1;
+    const struct wan_dit_shape sh = {.frames = (frames - 1) / 4 + 1, .height = height / 8, .width = width / 8,
+                                     .context_len = 512, .timestep_rows = (frames - 1) / 4 + 1};
+    const size_t bytes = wan_dit_workspace_bytes(&m, &sh);
+    printf("workspace %s %lldx%lld %lld frames (%lld tokens): %zu bytes = %.2f GiB\n", preset, (long long)width,
+           (long long)height, (long long)frames,
+           (long long)(sh.frames * (sh.height / 2) * (sh.width / 2)), bytes, (double)bytes / (1 << 30));
+    return bytes;
+}
+
+static void check_workspace_sizes(void) {
+    const size_t big = preset_workspace("14b", 121, 720, 1280);
+    /* was 13.36 GiB (x, normed input, q/k/v, attention output, FFN hidden chunk all separate) */
+    const size_t limit = (size_t)11 << 30;
+    T_CHECK(big <= limit, "14B/720P workspace %zu bytes exceeds %zu", big, limit);
+    preset_workspace("1.3b", 97, 544, 960);
+}
+
 int main(int argc, char **argv) {
     const char *dir = argc > 1 ? argv[1] : "tests/golden";
     char **names = NULL;
@@ -168,7 +221,8 @@ int main(int argc, char **argv) {
     T_REQUIRE(n >= 9, "expected at least 9 golden files in %s, found %zu (regenerate with scripts/make-goldens.sh)",
               dir, n);
     const char *tmp = t_tmpdir("golden");
-    bool did_invariances = false, did_threads = false;
+    bool did_invariances = false, did_threads = false, did_chunks = false;
+    check_workspace_sizes();
     for (size_t i = 0; i < n; i++) {
         if (strncmp(names[i], "dit_", 4) != 0) continue;
         char path[1300];
@@ -183,6 +237,10 @@ int main(int argc, char **argv) {
             check_invariances(tmp, &g);
             did_invariances = true;
         }
+        if (!did_chunks && !strcmp(g.name, "t2v_causal2")) {
+            check_ffn_chunks(tmp, &g);
+            did_chunks = true;
+        }
         if (!did_threads && !strcmp(g.name, "fps1_causal2")) {
             check_thread_counts(tmp, &g);
             did_threads = true;
@@ -191,6 +249,7 @@ int main(int argc, char **argv) {
     }
     T_CHECK(did_invariances, "golden case t2v_causal2 not found");
     T_CHECK(did_threads, "golden case fps1_causal2 not found");
+    T_CHECK(did_chunks, "golden case t2v_causal2 not found");
     fs_free_list(&names, &n);
     t_rmtree(tmp);
     return t_summary(__FILE__);
