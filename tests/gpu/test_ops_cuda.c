@@ -867,6 +867,28 @@ static void run_attn(enum device side, struct twin *out, struct rv ro, const str
     run_attn_ctx(side_ctx(side), side, out, ro, a);
 }
 
+/* Random q, k, v for the attention tests: fused into one [L, 3 d + pad] buffer (self_fused, lq == lk), or q
+ * alone and k, v in a [lk, 2 d + pad] buffer; a gets the views (the rest of a zeroed). */
+static void attn_inputs(struct attn_args *a, struct twin *qkv, struct twin *q, struct twin *kv, int64_t lq, int64_t lk,
+                        int64_t d, int64_t pad, bool self_fused) {
+    memset(qkv, 0, sizeof *qkv), memset(q, 0, sizeof *q), memset(kv, 0, sizeof *kv);
+    memset(a, 0, sizeof *a);
+    if (self_fused) {
+        *qkv = twin_rand(lq * (3 * d + pad), 1.0f, 0.0f);
+        a->q = a->k = a->v = qkv;
+        a->rq = (struct rv){0, lq, d, 3 * d + pad};
+        a->rk = (struct rv){d, lk, d, 3 * d + pad};
+        a->rv = (struct rv){2 * d, lk, d, 3 * d + pad};
+    } else {
+        *q = twin_rand(lq * d, 1.0f, 0.0f);
+        *kv = twin_rand(lk * (2 * d + pad), 1.0f, 0.0f);
+        a->q = q, a->k = a->v = kv;
+        a->rq = (struct rv){0, lq, d, d};
+        a->rk = (struct rv){0, lk, d, 2 * d + pad};
+        a->rv = (struct rv){d, lk, d, 2 * d + pad};
+    }
+}
+
 /* Self- or cross-attention: q [lq, H dh] and k, v [lk, H dh]; self_fused puts q, k, v into one
  * [L, 3 H dh (+ pad)] buffer (lq == lk), otherwise q alone and k, v in a [lk, 2 H dh + pad] buffer. */
 static void test_attention(const char *name, int64_t lq, int64_t lk, int n_heads, int dh, float scale_mul,
@@ -875,22 +897,7 @@ static void test_attention(const char *name, int64_t lq, int64_t lk, int n_heads
     const int64_t pad = 4; /* odd-looking strides, 16-byte aligned views */
     struct twin qkv, q, kv;
     struct attn_args a;
-    memset(&qkv, 0, sizeof qkv), memset(&q, 0, sizeof q), memset(&kv, 0, sizeof kv);
-    memset(&a, 0, sizeof a);
-    if (self_fused) {
-        qkv = twin_rand(lq * (3 * d + pad), 1.0f, 0.0f);
-        a.q = a.k = a.v = &qkv;
-        a.rq = (struct rv){0, lq, d, 3 * d + pad};
-        a.rk = (struct rv){d, lk, d, 3 * d + pad};
-        a.rv = (struct rv){2 * d, lk, d, 3 * d + pad};
-    } else {
-        q = twin_rand(lq * d, 1.0f, 0.0f);
-        kv = twin_rand(lk * (2 * d + pad), 1.0f, 0.0f);
-        a.q = &q, a.k = a.v = &kv;
-        a.rq = (struct rv){0, lq, d, d};
-        a.rk = (struct rv){0, lk, d, 2 * d + pad};
-        a.rv = (struct rv){d, lk, d, 2 * d + pad};
-    }
+    attn_inputs(&a, &qkv, &q, &kv, lq, lk, d, pad, self_fused);
     /* out [lq, d] inside a [lq, d + pad] buffer, pre-filled (accumulate adds to it). */
     struct twin out = twin_rand(lq * (d + pad), 1.0f, 0.0f);
     const struct rv ro = {0, lq, d, d + pad};
@@ -1192,22 +1199,7 @@ static void test_attention_flash(const char *name, int64_t lq, int64_t lk, int n
     const int64_t pad = 4; /* row strides stay multiples of 4 floats: the flash kernel's float4 loads */
     struct twin qkv, q, kv;
     struct attn_args a;
-    memset(&qkv, 0, sizeof qkv), memset(&q, 0, sizeof q), memset(&kv, 0, sizeof kv);
-    memset(&a, 0, sizeof a);
-    if (self_fused) {
-        qkv = twin_rand(lq * (3 * d + pad), 1.0f, 0.0f);
-        a.q = a.k = a.v = &qkv;
-        a.rq = (struct rv){0, lq, d, 3 * d + pad};
-        a.rk = (struct rv){d, lk, d, 3 * d + pad};
-        a.rv = (struct rv){2 * d, lk, d, 3 * d + pad};
-    } else {
-        q = twin_rand(lq * d, 1.0f, 0.0f);
-        kv = twin_rand(lk * (2 * d + pad), 1.0f, 0.0f);
-        a.q = &q, a.k = a.v = &kv;
-        a.rq = (struct rv){0, lq, d, d};
-        a.rk = (struct rv){0, lk, d, 2 * d + pad};
-        a.rv = (struct rv){d, lk, d, 2 * d + pad};
-    }
+    attn_inputs(&a, &qkv, &q, &kv, lq, lk, d, pad, self_fused);
     struct twin out = twin_rand(lq * (d + pad), 1.0f, 0.0f);
     struct twin out32 = twin_alloc(out.n); /* the f32 CUDA kernel's output, same initial contents */
     memcpy(out32.init, out.init, (size_t)out.n * sizeof(float));
