@@ -22,9 +22,7 @@ cleanup() { # mpirun and every rank it started (killing mpirun alone can leave i
 }
 trap cleanup EXIT
 pass=0 fail=0
-ok() { pass=$((pass + 1)); }
-bad() { echo "FAIL: $*" >&2; fail=$((fail + 1)); }
-check() { if eval "$1"; then ok; else bad "$2"; fi; }
+source "$(dirname "${BASH_SOURCE[0]}")/../service/serve_lib.sh" # ok, bad, check, start_serving
 
 M=$T/model
 "$BIN" make-tiny-model "$M" --fps-embedding >/dev/null || { echo "cannot make the tiny model" >&2; exit 1; }
@@ -34,7 +32,6 @@ film() { # name prompt output [extra JSON] -> a film file
 }
 
 # serve_mpi NP LOG flags...: a server under mpirun on a free loopback port (EP); waits until it answers
-source "$(dirname "${BASH_SOURCE[0]}")/../service/serve_lib.sh"
 serve_mpi() {
   local np=$1 log=$2
   shift 2

@@ -8,23 +8,10 @@
 set -uo pipefail
 BIN=$(realpath "$1")
 ZREQ=$(realpath "$2")
-T=$(mktemp -d /tmp/reelfarm-curve-test.XXXXXX)
-SERVER_PID=
-cleanup() {
-  if [[ -n "$SERVER_PID" ]]; then kill -9 "$SERVER_PID" 2>/dev/null; wait "$SERVER_PID" 2>/dev/null; fi
-  rm -rf "$T"
-}
-trap cleanup EXIT
-export XDG_CACHE_HOME=$T/cache OMP_WAIT_POLICY=passive REELFARM_LOG_LEVEL=info
-pass=0
-fail=0
-ok() { pass=$((pass + 1)); }
-bad() { echo "FAIL: $*" >&2; fail=$((fail + 1)); }
-check() { if eval "$1"; then ok; else bad "$2"; fi; }
+source "$(dirname "${BASH_SOURCE[0]}")/serve_lib.sh"
+service_test_setup curve
 cd "$T" || exit 1
 
-M=$T/model
-"$BIN" make-tiny-model "$M" --fps-embedding >/dev/null || { echo "cannot make the tiny model" >&2; exit 1; }
 
 # ---- keygen ----
 mkdir allow

@@ -10,20 +10,10 @@ BIN=$(realpath "$1")
 ZFUZZ=$(realpath "$2")
 COUNT=${3:-3000}
 SECONDS_MAX=${4:-20}
-T=$(mktemp -d /tmp/reelfarm-fuzz-test.XXXXXX)
-SERVER_PID=
-cleanup() {
-  if [[ -n "$SERVER_PID" ]]; then kill -9 "$SERVER_PID" 2>/dev/null; wait "$SERVER_PID" 2>/dev/null; fi
-  rm -rf "$T"
-}
-trap cleanup EXIT
-export XDG_CACHE_HOME=$T/cache OMP_WAIT_POLICY=passive REELFARM_LOG_LEVEL=info
-fail=0
-bad() { echo "FAIL: $*" >&2; fail=$((fail + 1)); }
-
-"$BIN" make-tiny-model "$T/model" --fps-embedding >/dev/null || { echo "cannot make the tiny model" >&2; exit 1; }
-LOG=$T/server.log
 source "$(dirname "${BASH_SOURCE[0]}")/serve_lib.sh"
+service_test_setup fuzz
+
+LOG=$T/server.log
 start_serving "$LOG" "$BIN" serve --state-dir "$T/state" --model "$T/model" --threads 1 --files-root "$T"
 
 timeout $((SECONDS_MAX + 30)) "$ZFUZZ" "$EP" --count "$COUNT" --seconds "$SECONDS_MAX" --seed "${ZFUZZ_SEED:-1}"

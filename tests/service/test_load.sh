@@ -9,20 +9,10 @@ set -uo pipefail
 BIN=$(realpath "$1")
 ZLOAD=$(realpath "$2")
 N=${3:-5000}
-T=$(mktemp -d /tmp/reelfarm-load-test.XXXXXX)
-SERVER_PID=
-cleanup() {
-  if [[ -n "$SERVER_PID" ]]; then kill -9 "$SERVER_PID" 2>/dev/null; wait "$SERVER_PID" 2>/dev/null; fi
-  rm -rf "$T"
-}
-trap cleanup EXIT
-export XDG_CACHE_HOME=$T/cache OMP_WAIT_POLICY=passive REELFARM_LOG_LEVEL=info
-fail=0
-bad() { echo "FAIL: $*" >&2; fail=$((fail + 1)); }
-
-"$BIN" make-tiny-model "$T/model" --fps-embedding >/dev/null || { echo "cannot make the tiny model" >&2; exit 1; }
-LOG=$T/server.log
 source "$(dirname "${BASH_SOURCE[0]}")/serve_lib.sh"
+service_test_setup load
+
+LOG=$T/server.log
 start_serving "$LOG" "$BIN" serve --state-dir "$T/state" --model "$T/model" --threads 1 --files-root "$T"
 film() { # name steps frames -> a submit request
   printf '{"v":1,"op":"submit","film":{"resolution":"64x64","steps":%s,"base_frames":9,"overlap":5,"frames":%s,"prompt":"a lighthouse at dawn","seed":7,"output":"%s"}}' \

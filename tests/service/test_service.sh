@@ -11,27 +11,12 @@
 set -uo pipefail
 BIN=$(realpath "$1")
 ZREQ=$(realpath "$2")
-T=$(mktemp -d /tmp/reelfarm-service-test.XXXXXX)
-SERVER_PID=
-cleanup() {
-  if [[ -n "$SERVER_PID" ]]; then kill -9 "$SERVER_PID" 2>/dev/null; wait "$SERVER_PID" 2>/dev/null; fi
-  rm -rf "$T"
-}
-trap cleanup EXIT
-export XDG_CACHE_HOME=$T/cache OMP_WAIT_POLICY=passive REELFARM_LOG_LEVEL=info
-unset REELFARM_TEST_INTERRUPT
-pass=0
-fail=0
-ok() { pass=$((pass + 1)); }
-bad() { echo "FAIL: $*" >&2; fail=$((fail + 1)); }
-check() { if eval "$1"; then ok; else bad "$2"; fi; }
+source "$(dirname "${BASH_SOURCE[0]}")/serve_lib.sh"
+service_test_setup service
 
-M=$T/model
-"$BIN" make-tiny-model "$M" --fps-embedding >/dev/null || { echo "cannot make the tiny model" >&2; exit 1; }
 STATE=$T/state
 
 # start_server LOG: a server on a free loopback port pair (EP, PUB); waits until it answers
-source "$(dirname "${BASH_SOURCE[0]}")/serve_lib.sh"
 start_server() { start_serving "$1" "$BIN" serve --state-dir "$STATE" --model "$M" --threads 1 --files-root "$T"; }
 stop_server() { # graceful: a shutdown request, then wait for the exit
   "$ZREQ" "$EP" '{"v":1,"op":"shutdown"}' >/dev/null
