@@ -241,6 +241,27 @@ static cJSON *kind_obj(cJSON *parent, const char *name) {
     return o;
 }
 
+/* One collective kind over the ranks' records, per step: the most calls, bytes this rank sent (max, mean),
+ * seconds (max, mean) and the communication model's bytes (max). */
+struct kind_summary {
+    double calls, bytes_max, bytes_mean, seconds_max, seconds_mean, model_bytes_max;
+};
+static struct kind_summary kind_summarise(const struct bench_report *r, int k) {
+    const struct rank_rec_layout *L = &r->rec;
+    struct kind_summary ks = {0};
+    double bsum = 0, ssum = 0;
+    for (int q = 0; q < r->world; q++) {
+        const double *rc = r->recs + (size_t)q * L->n;
+        const double b = rc[L->bytes + k], s = rc[L->seconds + k] / r->repeat, mb = rc[L->model_bytes + k];
+        ks.calls = rc[L->calls + k] > ks.calls ? rc[L->calls + k] : ks.calls;
+        ks.bytes_max = b > ks.bytes_max ? b : ks.bytes_max, bsum += b;
+        ks.seconds_max = s > ks.seconds_max ? s : ks.seconds_max, ssum += s;
+        ks.model_bytes_max = mb > ks.model_bytes_max ? mb : ks.model_bytes_max;
+    }
+    ks.bytes_mean = bsum / r->world, ks.seconds_mean = ssum / r->world;
+    return ks;
+}
+
 static int write_json(const struct bench_report *r, const double *walls, double step_min, double step_med,
                       int forwards_per_step, bool match, bool oversubscribed) {
     const struct bench_options *o = r->o;
@@ -373,22 +394,14 @@ static int write_json(const struct bench_report *r, const double *walls, double 
     cJSON *coll = kind_obj(j, "collectives");
     for (int k = 0; k < K; k++) {
         if (!kind_reported(k)) continue;
-        double bmax = 0, bsum = 0, smax = 0, ssum = 0, cmax = 0, mbmax = 0;
-        for (int q = 0; q < r->world; q++) {
-            const double *rc = r->recs + (size_t)q * L->n;
-            const double b = rc[L->bytes + k], s = rc[L->seconds + k] / r->repeat;
-            bmax = b > bmax ? b : bmax, bsum += b;
-            smax = s > smax ? s : smax, ssum += s;
-            cmax = rc[L->calls + k] > cmax ? rc[L->calls + k] : cmax;
-            mbmax = rc[L->model_bytes + k] > mbmax ? rc[L->model_bytes + k] : mbmax;
-        }
+        const struct kind_summary ks = kind_summarise(r, k);
         cJSON *ko = kind_obj(coll, comm_kind_name((enum comm_kind)k));
-        cJSON_AddNumberToObject(ko, "calls", cmax);
-        cJSON_AddNumberToObject(ko, "bytes_max", bmax);
-        cJSON_AddNumberToObject(ko, "bytes_mean", bsum / r->world);
-        cJSON_AddNumberToObject(ko, "seconds_max", smax);
-        cJSON_AddNumberToObject(ko, "seconds_mean", ssum / r->world);
-        cJSON_AddNumberToObject(ko, "model_bytes_max", mbmax);
+        cJSON_AddNumberToObject(ko, "calls", ks.calls);
+        cJSON_AddNumberToObject(ko, "bytes_max", ks.bytes_max);
+        cJSON_AddNumberToObject(ko, "bytes_mean", ks.bytes_mean);
+        cJSON_AddNumberToObject(ko, "seconds_max", ks.seconds_max);
+        cJSON_AddNumberToObject(ko, "seconds_mean", ks.seconds_mean);
+        cJSON_AddNumberToObject(ko, "model_bytes_max", ks.model_bytes_max);
     }
 
     cJSON *cm = kind_obj(j, "comm_model");
@@ -466,18 +479,11 @@ static void print_report(const struct bench_report *r, double step_min, double s
     printf("\n");
     for (int k = 0; k < K; k++) {
         if (!kind_reported(k)) continue;
-        double cmax = 0, bmax = 0, bsum = 0, smax = 0, ssum = 0, mb = 0;
-        for (int q = 0; q < r->world; q++) {
-            const double *rc = r->recs + (size_t)q * L->n;
-            const double b = rc[L->bytes + k], s = rc[L->seconds + k] / r->repeat;
-            cmax = rc[L->calls + k] > cmax ? rc[L->calls + k] : cmax;
-            bmax = b > bmax ? b : bmax, bsum += b;
-            smax = s > smax ? s : smax, ssum += s;
-            mb = rc[L->model_bytes + k] > mb ? rc[L->model_bytes + k] : mb;
-        }
+        const struct kind_summary ks = kind_summarise(r, k);
         printf("bench_comm kind=%s calls=%.0f bytes_max=%.0f bytes_mean=%.0f model_bytes_max=%.0f seconds_max=%.4f "
                "seconds_mean=%.4f\n",
-               comm_kind_name((enum comm_kind)k), cmax, bmax, bsum / r->world, mb, smax, ssum / r->world);
+               comm_kind_name((enum comm_kind)k), ks.calls, ks.bytes_max, ks.bytes_mean, ks.model_bytes_max,
+               ks.seconds_max, ks.seconds_mean);
     }
     fflush(stdout);
 }
